@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+admin.site.site_header = _("网格化社会治理平台 · 管理后台")
+admin.site.site_title = _("网格化社会治理平台")
+admin.site.index_title = _("系统管理")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include("governance.api_urls")),
+    path("api/v1/", include("grids.api_urls")),
+    path("api/v1/", include("points.api_urls")),
+    path("", include("grids.urls")),
+    path("", include("points.urls")),
+    path("", include("governance.urls")),
+]
+
+# Uploaded files are not served from MEDIA_URL, not even in development: photos of cases and evidence of
+# points are personal, and their own views serve them to those who may see them.

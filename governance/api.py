@@ -1,0 +1,652 @@
+"""REST API of the hierarchy: auth, me, units, party organisations, households, residents, departments."""
+
+import django_filters
+from django.db.models import Count, Q
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .api_base import ScopedMixin
+from .errors import NotAllowed
+from .masking import mask_id_number, mask_phone
+from .models import (
+    Department,
+    Gender,
+    GridKind,
+    Household,
+    Level,
+    Notification,
+    PartyOrg,
+    Position,
+    Resident,
+    ResidentTag,
+    Unit,
+    User,
+)
+
+# --- Auth and me ----------------------------------------------------------------------------------------
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for an API token (`Authorization: Token <token>`)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+
+class PlaceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class UnitRefSerializer(PlaceSerializer):
+    level = serializers.CharField()
+    code = serializers.CharField()
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    role_display = serializers.CharField(source="get_role_display")
+    unit = UnitRefSerializer(allow_null=True)
+    department = PlaceSerializer(allow_null=True)
+    resident = PlaceSerializer(allow_null=True)
+
+    class Meta:
+        model = Position
+        fields = ["role", "role_display", "unit", "department", "resident", "grid_worker_kind"]
+
+
+class MeSerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField()
+    roles = PositionSerializer(many=True, source="positions_list")
+    is_admin = serializers.BooleanField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "display_name", "is_admin", "roles"]
+
+
+class MeView(APIView):
+    """The caller, their roles, and the unit, department or resident record each role is held at."""
+
+    @extend_schema(responses=MeSerializer)
+    def get(self, request):
+        user = request.user
+        user.positions_list = selectors.roles_of(user)
+        user.is_admin = selectors.scope_of(user).is_admin
+        return Response(MeSerializer(user).data)
+
+
+# --- Units ----------------------------------------------------------------------------------------------
+
+
+def _visible_units(request):
+    return selectors.units_visible_to(request.user) if request else Unit.objects.none()
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class UnitSubtreeFilter(django_filters.ModelChoiceFilter):
+    """`unit=<id>`: that unit and everything under it. A unit the caller cannot see is a 400."""
+
+    def __init__(self, *, lookup="path", **kwargs):
+        self.path_lookup = lookup
+        kwargs.setdefault("label", gettext_lazy("单元及其下级"))
+        super().__init__(queryset=_visible_units, **kwargs)
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.path_lookup}__startswith": value.path})
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class UnitChildrenFilter(django_filters.ModelChoiceFilter):
+    """`parent=<id>`: the direct children of that unit."""
+
+    def __init__(self, **kwargs):
+        super().__init__(queryset=_visible_units, **kwargs)
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(path__startswith=value.path, depth=value.depth + 1)
+
+
+class UnitFilter(django_filters.FilterSet):
+    level = django_filters.ChoiceFilter(choices=Level.choices, label=gettext_lazy("层级"))
+    parent = UnitChildrenFilter(label=gettext_lazy("上级"))
+    unit = UnitSubtreeFilter()
+    q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("名称或编码"))
+
+    class Meta:
+        model = Unit
+        fields = []
+
+    def filter_q(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(code__iexact=value) | Q(compound_name__icontains=value))
+
+
+class UnitSerializer(serializers.ModelSerializer):
+    level = serializers.ChoiceField(choices=Level.choices, required=False)
+    level_display = serializers.CharField(source="get_level_display", read_only=True)
+    parent = serializers.PrimaryKeyRelatedField(
+        queryset=Unit.objects.none(), required=False, allow_null=True, help_text=gettext_lazy("上级单元；街道不填")
+    )
+    grid_kind = serializers.ChoiceField(choices=GridKind.choices, required=False, allow_blank=True)
+    children_count = serializers.IntegerField(source="numchild", read_only=True)
+
+    class Meta:
+        model = Unit
+        fields = [
+            "id",
+            "name",
+            "code",
+            "level",
+            "level_display",
+            "parent",
+            "grid_kind",
+            "compound_name",
+            "target_households",
+            "address",
+            "children_count",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["parent"].queryset = selectors.units_visible_to(request.user)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        parent_ids = self.context.get("parent_ids", {})
+        data["parent"] = parent_ids.get(instance.path[: -Unit.steplen]) if instance.depth > 1 else None
+        return data
+
+
+class UnitUpdateSerializer(UnitSerializer):
+    class Meta(UnitSerializer.Meta):
+        read_only_fields = ["created_at", "level", "parent"]
+
+
+class MoveSerializer(serializers.Serializer):
+    parent = serializers.PrimaryKeyRelatedField(queryset=Unit.objects.none(), help_text=gettext_lazy("新的上级单元"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["parent"].queryset = selectors.units_visible_to(request.user)
+
+
+class UnitStatsSerializer(serializers.Serializer):
+    communities = serializers.IntegerField()
+    grids = serializers.IntegerField()
+    buildings = serializers.IntegerField()
+    households = serializers.IntegerField()
+    residents = serializers.IntegerField()
+    party_members = serializers.IntegerField()
+    grid_workers = serializers.IntegerField()
+
+
+def _parent_ids(units):
+    paths = {u.path[: -Unit.steplen] for u in units if u.depth > 1}
+    return dict(Unit.objects.filter(path__in=paths).values_list("path", "id")) if paths else {}
+
+
+class UnitViewSet(ScopedMixin, viewsets.ModelViewSet):
+    """The tree of streets, communities, grids and buildings. Reading follows the caller's scope; only
+    administrators change the tree."""
+
+    filterset_class = UnitFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    write_actions = ("create", "update", "partial_update", "destroy", "move")
+
+    def get_queryset(self):
+        return selectors.units_visible_to(self.request.user).order_by("path")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return UnitUpdateSerializer
+        if self.action == "move":
+            return MoveSerializer
+        return UnitSerializer
+
+    def write_check(self, user):
+        selectors.check_can_edit_hierarchy(user)
+
+    def _respond(self, units, many=False):
+        context = {**self.get_serializer_context(), "parent_ids": _parent_ids(units if many else [units])}
+        return UnitSerializer(units, many=many, context=context).data
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self._respond(page, many=True))
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self._respond(self.get_object()))
+
+    def create(self, request, *args, **kwargs):
+        serializer = UnitSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        unit = services.unit_create(by=request.user, **data)
+        return Response(self._respond(unit), status=201)
+
+    def update(self, request, *args, **kwargs):
+        unit = self.get_object()
+        serializer = UnitUpdateSerializer(unit, data=request.data, partial=True, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        unit = services.unit_update(by=request.user, unit=unit, **serializer.validated_data)
+        return Response(self._respond(unit))
+
+    def destroy(self, request, *args, **kwargs):
+        services.unit_delete(by=request.user, unit=self.get_object())
+        return Response(status=204)
+
+    @extend_schema(request=MoveSerializer, responses=UnitSerializer)
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        """Move the unit and its subtree under another unit of the level above."""
+        unit = self.get_object()
+        serializer = MoveSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        unit = services.unit_move(by=request.user, unit=unit, parent=serializer.validated_data["parent"])
+        return Response(self._respond(unit))
+
+    @extend_schema(responses=UnitSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def children(self, request, pk=None):
+        """The unit's direct children that the caller may see."""
+        unit = self.get_object()
+        children = self.get_queryset().filter(path__startswith=unit.path, depth=unit.depth + 1)
+        page = self.paginate_queryset(children)
+        context = {**self.get_serializer_context(), "parent_ids": {unit.path: unit.id}}
+        return self.get_paginated_response(UnitSerializer(page, many=True, context=context).data)
+
+    @extend_schema(responses=UnitStatsSerializer)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """Counts for the unit's whole subtree, in a constant number of queries."""
+        unit = self.get_object()
+        selectors.check_can_see_figures(request.user, unit)
+        return Response({"unit": unit.id, **selectors.unit_stats(unit)})
+
+
+# --- Party organisations --------------------------------------------------------------------------------
+
+
+class PartyOrgSerializer(serializers.ModelSerializer):
+    unit_name = serializers.CharField(source="unit.name", read_only=True)
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    secretary = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = PartyOrg
+        fields = ["id", "unit", "unit_name", "name", "kind", "kind_display", "founded_on", "secretary"]
+        read_only_fields = ["unit", "kind"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        secretary = self.context.get("secretaries", {}).get(instance.unit_id)
+        data["secretary"] = secretary.id if secretary else None
+        data["secretary_name"] = secretary.display_name if secretary else None
+        return data
+
+
+class PartyOrgFilter(django_filters.FilterSet):
+    unit = UnitSubtreeFilter(lookup="unit__path")
+    kind = django_filters.CharFilter()
+
+    class Meta:
+        model = PartyOrg
+        fields = []
+
+
+class PartyOrgViewSet(
+    ScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
+):
+    """Party organisations, one per unit. Administrators rename them and appoint secretaries."""
+
+    serializer_class = PartyOrgSerializer
+    filterset_class = PartyOrgFilter
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.party_orgs_visible_to(self.request.user).select_related("unit").order_by("unit__path")
+
+    def write_check(self, user):
+        selectors.check_can_edit_hierarchy(user)
+
+    def _data(self, orgs, many=False):
+        context = {
+            **self.get_serializer_context(),
+            "secretaries": services.party_org_secretaries(orgs if many else [orgs]),
+        }
+        return PartyOrgSerializer(orgs, many=many, context=context).data
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self._data(page, many=True))
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self._data(self.get_object()))
+
+    def update(self, request, *args, **kwargs):
+        org = self.get_object()
+        serializer = PartyOrgSerializer(org, data=request.data, partial=True, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        services.party_org_update(by=request.user, org=org, **serializer.validated_data)
+        return Response(self._data(org))
+
+
+# --- Households and residents ---------------------------------------------------------------------------
+
+
+class HouseholdSerializer(serializers.ModelSerializer):
+    building = serializers.PrimaryKeyRelatedField(queryset=Unit.objects.none())
+    building_name = serializers.CharField(source="building.name", read_only=True)
+    resident_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Household
+        fields = ["id", "building", "building_name", "room", "is_party_central", "resident_count"]
+        validators = []  # the service checks the room, and names the field
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["building"].queryset = selectors.units_visible_to(request.user).filter(level=Level.BUILDING)
+
+
+class HouseholdFilter(django_filters.FilterSet):
+    unit = UnitSubtreeFilter(lookup="building__path")
+    room = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Household
+        fields = ["is_party_central"]
+
+
+class HouseholdViewSet(
+    ScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Households under buildings. Community staff and grid workers keep them for their area."""
+
+    serializer_class = HouseholdSerializer
+    filterset_class = HouseholdFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return (
+            selectors.households_visible_to(self.request.user)
+            .select_related("building")
+            .annotate(resident_count=Count("residents", filter=Q(residents__moved_out_on=None)))
+            .order_by("building__path", "room")
+        )
+
+    def write_check(self, user):
+        if self.action == "create" and not selectors.can_keep_any_records(user):
+            raise NotAllowed()
+
+    def object_write_check(self, user, obj):
+        selectors.check_can_keep_records(user, obj.building.path)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.household_create(by=self.request.user, **serializer.validated_data)
+        serializer.instance.resident_count = 0
+
+    def perform_update(self, serializer):
+        services.household_update(by=self.request.user, household=serializer.instance, **serializer.validated_data)
+
+
+class TagField(serializers.SlugRelatedField):
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="code", queryset=ResidentTag.objects.all(), many=False, **kwargs)
+
+
+class ResidentSerializer(serializers.ModelSerializer):
+    """ID number and phone are whole only for administrators, the record keepers of the building and the
+    resident themselves; everyone else gets them masked."""
+
+    household = serializers.PrimaryKeyRelatedField(queryset=Household.objects.none())
+    gender = serializers.ChoiceField(choices=Gender.choices)
+    tags = serializers.SlugRelatedField(
+        slug_field="code", queryset=ResidentTag.objects.all(), many=True, required=False
+    )
+    building = serializers.IntegerField(source="household.building_id", read_only=True)
+    address = serializers.SerializerMethodField()
+    is_archived = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Resident
+        fields = [
+            "id",
+            "name",
+            "gender",
+            "birth_date",
+            "id_number",
+            "phone",
+            "household",
+            "building",
+            "address",
+            "tags",
+            "is_archived",
+            "moved_out_on",
+        ]
+        read_only_fields = ["moved_out_on"]
+        extra_kwargs = {
+            # uniqueness is checked by the service, with a message that names the field
+            "id_number": {"required": False, "validators": []},
+            "phone": {"required": False},
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["household"].queryset = selectors.households_visible_to(request.user)
+
+    def get_address(self, obj) -> str:
+        return f"{obj.household.building.name} {obj.household.room}"
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context["request"]
+        if not selectors.can_see_personal_data(
+            request.user, building_path=instance.household.building.path, resident_id=instance.id
+        ):
+            data["id_number"] = mask_id_number(instance.id_number)
+            data["phone"] = mask_phone(instance.phone)
+        return data
+
+
+class ResidentFilter(django_filters.FilterSet):
+    unit = UnitSubtreeFilter(lookup="household__building__path")
+    tag = django_filters.CharFilter(field_name="tags__code", label=gettext_lazy("标签编码"))
+    q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("姓名或房号"))
+    archived = django_filters.BooleanFilter(method="filter_archived", label=gettext_lazy("已迁出"))
+    household = django_filters.NumberFilter(field_name="household_id")
+
+    class Meta:
+        model = Resident
+        fields = []
+
+    def filter_q(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(household__room__icontains=value))
+
+    def filter_archived(self, queryset, name, value):
+        return queryset.filter(moved_out_on__isnull=not value)
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if self.form.cleaned_data.get("archived") is None:
+            queryset = queryset.filter(moved_out_on=None)
+        return queryset
+
+
+class MoveOutSerializer(serializers.Serializer):
+    moved_out_on = serializers.DateField(required=False, help_text=gettext_lazy("迁出日期，默认今天"))
+
+
+class ResidentViewSet(
+    ScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Residents. Moved-out residents are archived (`?archived=true` lists them), never deleted."""
+
+    serializer_class = ResidentSerializer
+    filterset_class = ResidentFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    write_actions = ("create", "update", "partial_update", "move_out")
+
+    def get_queryset(self):
+        return (
+            selectors.residents_visible_to(self.request.user)
+            .select_related("household__building")
+            .prefetch_related("tags")
+            # No DISTINCT: nothing here joins a many-valued relation (a tag code names one tag), and DISTINCT
+            # would make PostgreSQL sort the whole subtree before it can return the first page.
+            .order_by("household__building__path", "household__room", "id")
+        )
+
+    def write_check(self, user):
+        if self.action == "create" and not selectors.can_keep_any_records(user):
+            raise NotAllowed()
+
+    def object_write_check(self, user, obj):
+        selectors.check_can_keep_records(user, obj.household.building.path)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.resident_create(by=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        services.resident_update(by=self.request.user, resident=serializer.instance, **serializer.validated_data)
+
+    @extend_schema(request=MoveOutSerializer, responses=ResidentSerializer)
+    @action(detail=True, methods=["post"], url_path="move-out")
+    def move_out(self, request, pk=None):
+        """Archive a resident who moved away; the record and its history stay."""
+        resident = self.get_object()
+        serializer = MoveOutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.resident_move_out(by=request.user, resident=resident, **serializer.validated_data)
+        return Response(ResidentSerializer(resident, context=self.get_serializer_context()).data)
+
+
+# --- Departments ----------------------------------------------------------------------------------------
+
+
+class DepartmentSerializer(serializers.ModelSerializer):
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+
+    class Meta:
+        model = Department
+        fields = ["id", "name", "code", "kind", "kind_display", "phone", "is_active"]
+
+
+class DepartmentViewSet(
+    ScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Functional departments (职能部门) that cases are dispatched to."""
+
+    serializer_class = DepartmentSerializer
+    filterset_fields = ["kind", "is_active"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.departments_visible_to(self.request.user).order_by("code")
+
+    def write_check(self, user):
+        selectors.check_can_edit_hierarchy(user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.department_create(by=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        services.department_update(by=self.request.user, department=serializer.instance, **serializer.validated_data)
+
+
+class ResidentTagViewSet(viewsets.ReadOnlyModelViewSet):
+    """The configurable list of resident tags."""
+
+    queryset = ResidentTag.objects.all()
+    pagination_class = None
+
+    class serializer_class(serializers.ModelSerializer):  # noqa: N801
+        class Meta:
+            model = ResidentTag
+            fields = ["code", "name"]
+
+
+# --- Notifications --------------------------------------------------------------------------------------
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "kind", "title", "body", "url", "created_at", "read_at"]
+
+
+class NotificationFilter(django_filters.FilterSet):
+    unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", label=gettext_lazy("未读"))
+
+    class Meta:
+        model = Notification
+        fields = []
+
+
+class NotificationViewSet(ScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's in-app notifications (reminders, new cases to triage, dispatches …), newest first."""
+
+    serializer_class = NotificationSerializer
+    filterset_class = NotificationFilter
+
+    def get_queryset(self):
+        return selectors.notifications_visible_to(self.request.user).order_by("-created_at", "-id")
+
+    @extend_schema(
+        responses=inline_serializer("UnreadCount", {"unread": serializers.IntegerField()}),
+    )
+    @action(detail=False, methods=["get"], url_path="unread-count")
+    def unread_count(self, request):
+        return Response({"unread": self.get_queryset().filter(read_at=None).count()})
+
+    @extend_schema(request=None, responses=NotificationSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        notification = self.get_object()
+        services.notifications_mark_read(by=request.user, ids=[notification.pk])
+        notification.refresh_from_db()
+        return Response(NotificationSerializer(notification).data)
+
+    @extend_schema(request=None, responses=inline_serializer("MarkedRead", {"marked": serializers.IntegerField()}))
+    @action(detail=False, methods=["post"], url_path="read-all")
+    def read_all(self, request):
+        return Response({"marked": services.notifications_mark_read(by=request.user)})

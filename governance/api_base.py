@@ -1,0 +1,113 @@
+"""What every API module shares: pagination, the error format, and the scoped viewset base."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
+from django.db.models import ProtectedError
+from django.http import Http404
+from django.utils.translation import gettext as _
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import DomainError, InvalidInput
+
+
+class Pagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _first_message(errors):
+    """The first human-readable message in a DRF error structure, for the top-level `detail`."""
+    if isinstance(errors, dict):
+        for value in errors.values():
+            found = _first_message(value)
+            if found:
+                return found
+    elif isinstance(errors, list):
+        for value in errors:
+            found = _first_message(value)
+            if found:
+                return found
+    elif errors:
+        return str(errors)
+    return None
+
+
+def exception_handler(exc, context):
+    """Every error body is `{"detail": <readable message>, "code": <machine code>}`, plus `"errors"` with the
+    field errors for a 400. Messages follow the request's language (zh-hans by default)."""
+    if isinstance(exc, InvalidInput):
+        errors = {exc.field or "non_field_errors": [str(exc.message)]}
+        return Response(
+            {"detail": str(exc.message), "code": exc.code, "errors": errors}, status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, DomainError):
+        return Response({"detail": str(exc.message), "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(errors)
+    if isinstance(exc, ProtectedError):
+        return Response(
+            {"detail": _("该记录仍被其他记录引用，不能删除。"), "code": "protected"}, status=status.HTTP_409_CONFLICT
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, (OverflowError, DataError)):
+        # A number or date beyond what the database or the calendar can hold: the input is wrong, not the server.
+        return Response(
+            {"detail": _("输入的数值或日期超出范围。"), "code": "out_of_range"}, status=status.HTTP_400_BAD_REQUEST
+        )
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        response.data = {
+            "detail": _("输入有误：%(message)s") % {"message": _first_message(errors) or ""},
+            "code": "invalid",
+            "errors": errors,
+        }
+    elif isinstance(data, dict) and "detail" in data:
+        detail = data["detail"]
+        response.data = {"detail": str(detail), "code": getattr(detail, "code", None) or exc.default_code}
+    return response
+
+
+class ScopedMixin:
+    """Viewsets whose queryset starts from a `*_visible_to(user)` accessor, so a row outside the caller's
+    scope is a 404 like a missing one. `write_check(user)` runs before any write action so that a role that
+    may not write gets its 403 before its input is even read; `object_write_check(user, obj)` does the same
+    for a visible object."""
+
+    write_actions = ("create", "update", "partial_update", "destroy")
+
+    def write_check(self, user):
+        pass
+
+    def object_write_check(self, user, obj):
+        pass
+
+    def filter_queryset(self, queryset):
+        # List filters (including defaults such as "not archived") narrow lists, never detail lookups.
+        return queryset if self.detail else super().filter_queryset(queryset)
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        # On a detail route the object is looked up first, so that "not yours" stays a 404.
+        if self.action in self.write_actions and (self.lookup_url_kwarg or self.lookup_field) not in self.kwargs:
+            self.write_check(request.user)
+
+    def check_object_permissions(self, request, obj):
+        super().check_object_permissions(request, obj)
+        if self.action in self.write_actions:
+            self.write_check(request.user)
+            self.object_write_check(request.user, obj)
+
+
+def error_response(message, *, code, http_status):
+    return Response({"detail": str(message), "code": code}, status=http_status)

@@ -1,0 +1,252 @@
+"""Reads: who may see what, and the figures of a subtree.
+
+Every list and detail view, API endpoint and admin list starts from one of the `*_visible_to(user)`
+accessors. An object outside the result is a 404 for that user, exactly like a missing one; an object inside
+it that the user's role may not change is a 403 (see the `check_*` functions).
+"""
+
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
+
+from django.db.models import Count, Q, QuerySet
+
+from .errors import NotAllowed
+from .models import (
+    LEVEL_DEPTH,
+    Department,
+    GridTeamMember,
+    Household,
+    Level,
+    Notification,
+    PartyOrg,
+    Position,
+    Resident,
+    ResidentTag,
+    Role,
+    Unit,
+)
+
+STEP = Unit.steplen
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a user's positions put them. Built once per request from one query (`scope_of`)."""
+
+    is_admin: bool = False
+    roles: frozenset = frozenset()
+    # unit-bound positions: role -> tuple of subtree root paths
+    unit_paths: dict = field(default_factory=dict)
+    department_ids: tuple = ()
+    resident_ids: tuple = ()
+    resident_building_paths: tuple = ()
+    household_ids: tuple = ()
+
+    def paths(self, *roles):
+        """Subtree root paths of the given unit-bound roles (all unit-bound roles when none are named)."""
+        roles = roles or tuple(self.unit_paths)
+        return tuple(p for r in roles for p in self.unit_paths.get(r, ()))
+
+    def covers(self, path, *roles):
+        """Whether a unit with `path` lies in a subtree held through one of `roles`."""
+        return any(path.startswith(p) for p in self.paths(*roles))
+
+    @property
+    def is_staff_member(self):
+        return self.is_admin or bool(self.unit_paths) or bool(self.department_ids)
+
+
+def scope_of(user) -> Scope:
+    """The user's scope, cached on the user object for the rest of the request."""
+    if not getattr(user, "is_authenticated", False):
+        return Scope()
+    cached = getattr(user, "_governance_scope", None)
+    if cached is not None:
+        return cached
+    positions = list(
+        Position.objects.filter(user=user).select_related("unit", "resident__household__building").order_by("id")
+    )
+    unit_paths: dict = {}
+    departments, residents, building_paths, households = [], [], [], []
+    is_admin = user.is_superuser
+    for position in positions:
+        if position.role == Role.ADMINISTRATOR:
+            is_admin = True
+        elif position.unit_id:
+            unit_paths.setdefault(position.role, ())
+            unit_paths[position.role] += (position.unit.path,)
+        elif position.department_id:
+            departments.append(position.department_id)
+        elif position.resident_id and position.resident.moved_out_on is None:
+            residents.append(position.resident_id)
+            households.append(position.resident.household_id)
+            building_paths.append(position.resident.household.building.path)
+    scope = Scope(
+        is_admin=is_admin,
+        roles=frozenset(p.role for p in positions) | ({Role.ADMINISTRATOR} if is_admin else frozenset()),
+        unit_paths=unit_paths,
+        department_ids=tuple(departments),
+        resident_ids=tuple(residents),
+        resident_building_paths=tuple(building_paths),
+        household_ids=tuple(households),
+    )
+    user._governance_scope = scope
+    return scope
+
+
+def under(prefixes, lookup="path") -> Q:
+    """Q for rows whose unit path starts with any of `prefixes` (one indexed range scan each)."""
+    if not prefixes:
+        return Q(pk__in=[])
+    return reduce(or_, (Q(**{f"{lookup}__startswith": p}) for p in prefixes))
+
+
+def _ancestor_paths(path):
+    return [path[:i] for i in range(STEP, len(path) + 1, STEP)]
+
+
+# --- Scoped accessors -----------------------------------------------------------------------------------
+
+
+def units_visible_to(user) -> QuerySet[Unit]:
+    """Administrators see the whole tree; staff their subtrees; department staff the whole tree (read only:
+    departments serve every street); a resident the chain from their street down to their building."""
+    scope = scope_of(user)
+    if scope.is_admin or scope.department_ids:
+        return Unit.objects.all()
+    q = under(scope.paths())
+    ancestors = [a for path in scope.resident_building_paths for a in _ancestor_paths(path)]
+    # Staff also see the units above their own (names only), so that the chain to their street shows.
+    ancestors += [a for path in scope.paths() for a in _ancestor_paths(path)]
+    if ancestors:
+        q |= Q(path__in=ancestors)
+    return Unit.objects.filter(q)
+
+
+def party_orgs_visible_to(user) -> QuerySet[PartyOrg]:
+    scope = scope_of(user)
+    if scope.is_admin:
+        return PartyOrg.objects.all()
+    return PartyOrg.objects.filter(under(scope.paths(), "unit__path"))
+
+
+def households_visible_to(user) -> QuerySet[Household]:
+    scope = scope_of(user)
+    if scope.is_admin:
+        return Household.objects.all()
+    return Household.objects.filter(under(scope.paths(), "building__path") | Q(pk__in=scope.household_ids))
+
+
+def residents_visible_to(user) -> QuerySet[Resident]:
+    """Staff see the residents of their subtrees; a resident only themselves; department staff nobody."""
+    scope = scope_of(user)
+    if scope.is_admin:
+        return Resident.objects.all()
+    return Resident.objects.filter(under(scope.paths(), "household__building__path") | Q(pk__in=scope.resident_ids))
+
+
+def departments_visible_to(user) -> QuerySet[Department]:
+    scope = scope_of(user)
+    if scope.is_staff_member:
+        return Department.objects.all()
+    return Department.objects.none()
+
+
+def team_members_visible_to(user) -> QuerySet[GridTeamMember]:
+    scope = scope_of(user)
+    if scope.is_admin:
+        return GridTeamMember.objects.all()
+    return GridTeamMember.objects.filter(under(scope.paths(), "grid__path"))
+
+
+# --- Permissions inside the scope (403) -----------------------------------------------------------------
+
+# Roles that keep household and resident records, and so see ID numbers and phones whole.
+RECORD_KEEPERS = (Role.COMMUNITY_STAFF, Role.GRID_WORKER)
+
+
+def check_can_edit_hierarchy(user):
+    if not scope_of(user).is_admin:
+        raise NotAllowed()
+
+
+def check_can_keep_records(user, building_path: str):
+    """Households and residents under `building_path` are kept by administrators and by the community staff
+    and grid workers above them."""
+    scope = scope_of(user)
+    if not (scope.is_admin or scope.covers(building_path, *RECORD_KEEPERS)):
+        raise NotAllowed()
+
+
+def check_can_see_figures(user, unit: Unit):
+    """Subtree figures are for administrators and the staff whose subtree holds the unit; the units above
+    one's own are visible by name only."""
+    scope = scope_of(user)
+    if not (scope.is_admin or scope.covers(unit.path)):
+        raise NotAllowed()
+
+
+def can_keep_any_records(user) -> bool:
+    scope = scope_of(user)
+    return scope.is_admin or bool(scope.paths(*RECORD_KEEPERS))
+
+
+def can_see_personal_data(user, *, building_path: str, resident_id=None) -> bool:
+    """Whole ID numbers and phones: administrators, the record keepers of the building, the person themselves."""
+    scope = scope_of(user)
+    return scope.is_admin or scope.covers(building_path, *RECORD_KEEPERS) or resident_id in scope.resident_ids
+
+
+# --- Figures --------------------------------------------------------------------------------------------
+
+
+def unit_stats(unit: Unit) -> dict:
+    """Counts for the subtree of `unit` (itself included) in five queries, whatever the subtree's size."""
+    by_level = dict(
+        Unit.objects.filter(path__startswith=unit.path).values_list("level").annotate(n=Count("id")).order_by()
+    )
+    in_subtree = {"household__building__path__startswith": unit.path, "moved_out_on": None}
+    tagged = Resident.tags.through.objects.filter(
+        residenttag__code=ResidentTag.PARTY_MEMBER, **{f"resident__{k}": v for k, v in in_subtree.items()}
+    )
+    return {
+        "communities": by_level.get(Level.COMMUNITY, 0),
+        "grids": by_level.get(Level.GRID, 0),
+        "buildings": by_level.get(Level.BUILDING, 0),
+        "households": Household.objects.filter(building__path__startswith=unit.path).count(),
+        "residents": Resident.objects.filter(**in_subtree).count(),
+        "party_members": tagged.count(),
+        "grid_workers": Position.objects.filter(role=Role.GRID_WORKER, unit__path__startswith=unit.path)
+        .values("user")
+        .distinct()
+        .count(),
+    }
+
+
+def roles_of(user) -> list[Position]:
+    return list(
+        Position.objects.filter(user=user)
+        .select_related("unit", "department", "resident__household__building")
+        .order_by("role", "id")
+    )
+
+
+def unit_chain(unit: Unit) -> list[Unit]:
+    """The unit's ancestors from the street down, and itself, in one query."""
+    return list(Unit.objects.filter(path__in=_ancestor_paths(unit.path)).order_by("depth"))
+
+
+def home_units_of(user) -> list[Unit]:
+    """The units a staff member works at, topmost first, for the home page."""
+    scope = scope_of(user)
+    if scope.is_admin and not scope.paths():
+        return list(Unit.objects.filter(depth=LEVEL_DEPTH[Level.STREET]).order_by("path")[:50])
+    return list(Unit.objects.filter(path__in=scope.paths()).order_by("depth", "path"))
+
+
+def notifications_visible_to(user) -> QuerySet[Notification]:
+    """Everyone sees their own notifications only."""
+    if not getattr(user, "is_authenticated", False):
+        return Notification.objects.none()
+    return Notification.objects.filter(user=user)

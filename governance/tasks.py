@@ -1,0 +1,9 @@
+"""Celery tasks of the governance app. Tasks stay thin: they take ids or plain values and call a service."""
+
+from celery import shared_task
+
+
+@shared_task(name="governance.broker_health")
+def broker_health(token: str) -> str:
+    """Round trip through the broker and a worker; used by health checks and the broker test."""
+    return token

@@ -1,0 +1,602 @@
+"""REST API of cases: the catalogue, cases with their event log and photos, every workflow step, the KPIs.
+
+Every queryset starts from `selectors.cases_visible_to(user)` (outside it: 404). Each step is
+`POST /api/v1/cases/{id}/<action>/` with a note and the action's own fields; the service decides (403 for the
+wrong role, 409 for the wrong state, 400 for bad input).
+"""
+
+import datetime as dt
+
+import django_filters
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
+from django.http import FileResponse, Http404
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from PIL import Image
+from rest_framework import mixins, parsers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from governance.api import UnitSubtreeFilter
+from governance.api_base import ScopedMixin
+from governance.errors import NotAllowed
+from governance.models import Department, Level, Resident, Unit
+from governance.selectors import scope_of
+from governance.validators import MAX_ID, parse_id
+
+from . import selectors, services
+from .models import OPEN_STATES, Case, CaseCategory, CaseDispatch, CaseEvent, CasePhoto, CaseState, ClosedReason
+
+# --- Catalogue ------------------------------------------------------------------------------------------
+
+
+class CaseCategorySerializer(serializers.ModelSerializer):
+    group = serializers.CharField(source="parent.name", default=None, read_only=True)
+    default_department = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = CaseCategory
+        fields = [
+            "id",
+            "code",
+            "name",
+            "parent",
+            "group",
+            "sign_limit_hours",
+            "handle_limit_days",
+            "whistle_allowed",
+            "on_site_allowed",
+            "is_public",
+            "default_department",
+            "active",
+        ]
+
+
+class CaseCategoryViewSet(viewsets.ReadOnlyModelViewSet):
+    """The two-level catalogue (edited in the admin). Leaves (with a `parent`) are what cases are filed under."""
+
+    serializer_class = CaseCategorySerializer
+    filterset_fields = ["parent", "active", "whistle_allowed"]
+    pagination_class = None
+
+    def get_queryset(self):
+        return (
+            selectors.categories_visible_to(self.request.user)
+            .select_related("parent")
+            .order_by("parent__order", "parent_id", "order", "code")
+        )
+
+
+# --- Cases ----------------------------------------------------------------------------------------------
+
+
+class RefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class HolderSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["unit", "department"])
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class PhotoSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CasePhoto
+        fields = ["id", "url", "event", "created_at"]
+
+    def get_url(self, photo) -> str:
+        return f"/api/v1/cases/{photo.case_id}/photos/{photo.pk}/"
+
+
+class CaseListSerializer(serializers.ModelSerializer):
+    category = serializers.SerializerMethodField()
+    grid = RefSerializer()
+    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    urgency_display = serializers.CharField(source="get_urgency_display", read_only=True)
+    source_display = serializers.CharField(source="get_source_display", read_only=True)
+    closed_reason_display = serializers.CharField(source="get_closed_reason_display", read_only=True)
+    holder = serializers.SerializerMethodField()
+    is_overdue = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "number",
+            "title",
+            "category",
+            "grid",
+            "address",
+            "urgency",
+            "urgency_display",
+            "source",
+            "source_display",
+            "state",
+            "state_display",
+            "closed_reason",
+            "closed_reason_display",
+            "holder",
+            "created_at",
+            "sign_deadline",
+            "handle_deadline",
+            "is_overdue",
+            "support_count",
+            "rating",
+        ]
+
+    def get_category(self, case) -> dict:
+        group = case.category.parent
+        return {"id": case.category_id, "name": case.category.name, "group": group.name if group else None}
+
+    def get_holder(self, case) -> dict | None:
+        if case.holder_department_id:
+            return {"kind": "department", "id": case.holder_department_id, "name": case.holder_department.name}
+        if case.holder_unit_id:
+            return {"kind": "unit", "id": case.holder_unit_id, "name": case.holder_unit.name}
+        return None
+
+    def get_is_overdue(self, case) -> bool:
+        return selectors.is_overdue_now(case, self.context.get("now"))
+
+
+class DispatchSerializer(serializers.ModelSerializer):
+    department = RefSerializer()
+
+    class Meta:
+        model = CaseDispatch
+        fields = [
+            "id",
+            "department",
+            "is_lead",
+            "dispatched_at",
+            "sign_deadline",
+            "signed_at",
+            "sign_overdue",
+            "sent_back_at",
+            "send_back_reason",
+            "street_rating",
+            "street_rating_comment",
+        ]
+
+
+class CaseSerializer(CaseListSerializer):
+    building = RefSerializer(allow_null=True)
+    reporter = serializers.SerializerMethodField()
+    affected_resident = serializers.SerializerMethodField()
+    duplicate_of = serializers.CharField(source="duplicate_of.number", default=None)
+    photos = PhotoSerializer(many=True)
+    dispatches = DispatchSerializer(many=True)
+    actions = serializers.SerializerMethodField()
+
+    class Meta(CaseListSerializer.Meta):
+        fields = CaseListSerializer.Meta.fields + [
+            "description",
+            "building",
+            "latitude",
+            "longitude",
+            "reporter",
+            "affected_resident",
+            "duplicate_of",
+            "accepted_at",
+            "dispatched_at",
+            "signed_at",
+            "handled_at",
+            "verified_at",
+            "closed_at",
+            "sign_overdue",
+            "handle_overdue",
+            "handled_on_time",
+            "extension_requested_until",
+            "extension_reason",
+            "rework_count",
+            "reopen_count",
+            "send_back_count",
+            "rating_comment",
+            "rated_at",
+            "photos",
+            "dispatches",
+            "actions",
+        ]
+
+    def get_reporter(self, case) -> dict:
+        return {"id": case.reporter_id, "name": case.reporter.display_name}
+
+    def get_affected_resident(self, case) -> dict | None:
+        request = self.context.get("request")
+        if not case.affected_resident_id or not (request and selectors.may_see_affected_resident(request.user, case)):
+            return None
+        return {"id": case.affected_resident_id, "name": case.affected_resident.name}
+
+    def get_actions(self, case) -> list[str]:
+        """The steps the caller may take on the case now."""
+        request = self.context.get("request")
+        return selectors.actions_for(request.user, case) if request else []
+
+
+class PhotosField(serializers.ListField):
+    child = serializers.ImageField()
+
+
+class CaseFileSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=2000)
+    category = serializers.PrimaryKeyRelatedField(queryset=CaseCategory.objects.all())
+    grid = serializers.PrimaryKeyRelatedField(queryset=Unit.objects.all(), required=False, allow_null=True)
+    building = serializers.PrimaryKeyRelatedField(queryset=Unit.objects.all(), required=False, allow_null=True)
+    address = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    latitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, required=False, allow_null=True, min_value=-90, max_value=90
+    )
+    longitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, required=False, allow_null=True, min_value=-180, max_value=180
+    )
+    urgency = serializers.ChoiceField(choices=Case._meta.get_field("urgency").choices, required=False)
+    source = serializers.ChoiceField(choices=Case._meta.get_field("source").choices, required=False)
+    affected_resident = serializers.PrimaryKeyRelatedField(
+        queryset=Resident.objects.select_related("household__building"), required=False, allow_null=True
+    )
+    photos = PhotosField(required=False, default=list)
+    resolved_on_site = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text=gettext_lazy("已现场处置时填写处置情况：事件上报即办结（须有照片、分类允许现场处置）。"),
+    )
+
+
+class NoteSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class NotePhotosSerializer(NoteSerializer):
+    photos = PhotosField(required=False, default=list)
+
+
+class CloseSerializer(NoteSerializer):
+    reason = serializers.ChoiceField(choices=[ClosedReason.INVALID, ClosedReason.DUPLICATE])
+    duplicate_of = serializers.CharField(required=False, allow_blank=True, help_text=gettext_lazy("原事件编号或 id"))
+
+
+class ResubmitSerializer(NotePhotosSerializer):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class DispatchInputSerializer(NoteSerializer):
+    department = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all())
+    assisting = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all(), many=True, required=False)
+
+
+class DeadlineField(serializers.DateTimeField):
+    """A deadline: a datetime with offset, or a bare date meaning the close of office hours that day (as the
+    page's date picker means it), not its midnight."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value.strip()) == 10:
+            day = serializers.DateField().to_internal_value(value.strip())
+            (close_hour, close_minute) = settings.WORKING_HOURS[1]
+            moment = dt.datetime.combine(day, dt.time(close_hour, close_minute))
+            return timezone.make_aware(moment, timezone.get_default_timezone())
+        return super().to_internal_value(value)
+
+
+class ExtensionRequestSerializer(NoteSerializer):
+    until = DeadlineField()
+
+
+class ExtensionDecisionSerializer(NoteSerializer):
+    approve = serializers.BooleanField()
+    until = DeadlineField(required=False, allow_null=True)
+
+
+class VerifySerializer(NotePhotosSerializer):
+    confirmed = serializers.BooleanField()
+
+
+class RateSerializer(NoteSerializer):
+    stars = serializers.IntegerField(min_value=1, max_value=5)
+
+
+class ReviewSerializer(RateSerializer):
+    department = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all())
+
+
+class EmptySerializer(serializers.Serializer):
+    pass
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+    action_display = serializers.SerializerMethodField()
+    from_state_display = serializers.SerializerMethodField()
+    to_state_display = serializers.SerializerMethodField()
+    photos = PhotoSerializer(many=True)
+
+    class Meta:
+        model = CaseEvent
+        fields = [
+            "id",
+            "action",
+            "action_display",
+            "actor",
+            "created_at",
+            "from_state",
+            "from_state_display",
+            "to_state",
+            "to_state_display",
+            "note",
+            "data",
+            "photos",
+        ]
+
+    def get_actor(self, event) -> dict | None:
+        if not event.actor_id:
+            return None
+        named = self.context.get("named")
+        if named is not None and event.actor_id not in named:
+            return {"id": None, "name": gettext("居民")}
+        return {"id": event.actor_id, "name": event.actor.display_name}
+
+    def get_action_display(self, event) -> str:
+        return services.CASE_FLOW.label(event.action)
+
+    def get_from_state_display(self, event) -> str:
+        return CaseState(event.from_state).label if event.from_state else ""
+
+    def get_to_state_display(self, event) -> str:
+        return CaseState(event.to_state).label if event.to_state else ""
+
+
+class GridSubtreeFilter(UnitSubtreeFilter):
+    """`unit=<id>` for cases: the cases of the grids in that subtree. Naming the level as well lets PostgreSQL
+    estimate the prefix scan of the grids well (a street's count: 5 ms instead of 38 ms on the city)."""
+
+    def filter(self, qs, value):
+        if value and value.level == Level.BUILDING:
+            return qs.filter(building=value)
+        qs = super().filter(qs, value)
+        return qs.filter(grid__level=Level.GRID) if value else qs
+
+
+class CaseFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=CaseState.choices, label=gettext_lazy("状态"))
+    category = django_filters.NumberFilter(method="filter_category", label=gettext_lazy("分类（含下级）"))
+    unit = GridSubtreeFilter(lookup="grid__path")
+    department = django_filters.NumberFilter(method="filter_department", label=gettext_lazy("派往的部门"))
+    overdue = django_filters.BooleanFilter(method="filter_overdue", label=gettext_lazy("当前超期"))
+    created_after = django_filters.DateFilter(method="filter_created_after", label=gettext_lazy("上报日期起"))
+    created_before = django_filters.DateFilter(method="filter_created_before", label=gettext_lazy("上报日期止"))
+    mine = django_filters.BooleanFilter(method="filter_mine", label=gettext_lazy("我上报的或我方承办的"))
+    q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("编号或标题"))
+
+    class Meta:
+        model = Case
+        fields = []
+
+    def filter_category(self, qs, name, value):
+        return qs.filter(Q(category_id=value) | Q(category__parent_id=value))
+
+    def filter_department(self, qs, name, value):
+        return qs.filter(Exists(CaseDispatch.objects.filter(case=OuterRef("pk"), department_id=value)))
+
+    def filter_overdue(self, qs, name, value):
+        now = timezone.now()
+        late = Q(state=CaseState.DISPATCHED, sign_deadline__lt=now) | Q(state__in=OPEN_STATES, handle_deadline__lt=now)
+        return qs.filter(late) if value else qs.exclude(late)
+
+    def _local_day_start(self, day):
+        return timezone.make_aware(timezone.datetime.combine(day, timezone.datetime.min.time()))
+
+    def filter_created_after(self, qs, name, value):
+        return qs.filter(created_at__gte=self._local_day_start(value))
+
+    def filter_created_before(self, qs, name, value):
+        return qs.filter(created_at__lt=self._local_day_start(value + timezone.timedelta(days=1)))
+
+    def filter_mine(self, qs, name, value):
+        if not value:
+            return qs
+        user = self.request.user
+        scope = scope_of(user)
+        q = (
+            Q(reporter=user)
+            | Q(holder_department_id__in=scope.department_ids)
+            | Q(affected_resident_id__in=scope.resident_ids)
+        )
+        if scope.paths():
+            q |= Q(holder_unit__path__in=scope.paths())
+        return qs.filter(q)
+
+    def filter_q(self, qs, name, value):
+        return qs.filter(Q(number__icontains=value) | Q(title__icontains=value))
+
+
+# Each step: the input serializer, and how to call its service with the validated data.
+def _duplicate(request, value):
+    if not value:
+        return None
+    visible = selectors.cases_visible_to(request.user)
+    found = visible.filter(number=value).first()
+    if found is None and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
+        found = visible.filter(pk=int(value)).first()
+    if found is None:
+        from governance.errors import InvalidInput
+
+        raise InvalidInput(gettext_lazy("所指的原事件不存在。"), field="duplicate_of")
+    return found
+
+
+TRANSITIONS = {
+    "resolve-on-site": (NotePhotosSerializer, services.case_resolve_on_site, None),
+    "accept": (NoteSerializer, services.case_accept, None),
+    "return": (NoteSerializer, services.case_return, None),
+    "resubmit": (ResubmitSerializer, services.case_resubmit, None),
+    "close": (
+        CloseSerializer,
+        services.case_close,
+        lambda request, data: {**data, "duplicate_of": _duplicate(request, data.get("duplicate_of"))},
+    ),
+    "escalate": (NoteSerializer, services.case_escalate, None),
+    "dispatch": (DispatchInputSerializer, services.case_dispatch, None),
+    "sign": (NoteSerializer, services.case_sign, None),
+    "send-back": (NoteSerializer, services.case_send_back, None),
+    "request-extension": (ExtensionRequestSerializer, services.case_request_extension, None),
+    "decide-extension": (ExtensionDecisionSerializer, services.case_decide_extension, None),
+    "handle": (NotePhotosSerializer, services.case_handle, None),
+    "verify": (VerifySerializer, services.case_verify, None),
+    "rate": (RateSerializer, services.case_rate, None),
+    "reopen": (NoteSerializer, services.case_reopen, None),
+    "review-department": (ReviewSerializer, services.case_review_department, None),
+    "comment": (NotePhotosSerializer, services.case_comment, None),
+    "support": (EmptySerializer, services.case_support, None),
+}
+
+
+class CaseViewSet(
+    ScopedMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Grid cases. Filing: grid workers in their grid, community staff in their community. The response to a
+    filing lists `possible_duplicates`: open cases of the same category in the same grid from the last 30 days."""
+
+    filterset_class = CaseFilter
+    parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
+
+    def get_queryset(self):
+        qs = selectors.cases_visible_to(self.request.user).select_related(
+            "category__parent", "grid", "holder_unit", "holder_department"
+        )
+        if self.detail:
+            qs = qs.select_related("building", "reporter", "affected_resident", "duplicate_of").prefetch_related(
+                "photos", "dispatches__department"
+            )
+        return qs.order_by("-created_at", "-id")
+
+    def get_serializer_class(self):
+        if self.action == "list":
+            return CaseListSerializer
+        if self.action == "create":
+            return CaseFileSerializer
+        return CaseSerializer
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    @extend_schema(request=CaseFileSerializer, responses={201: CaseSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = CaseFileSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        case = services.case_file(by=request.user, **serializer.validated_data)
+        duplicates = [
+            c for c in selectors.possible_duplicates(grid=case.grid, category=case.category) if c.pk != case.pk
+        ]
+        data = CaseSerializer(self.get_queryset().get(pk=case.pk), context=self.get_serializer_context()).data
+        data["possible_duplicates"] = [{"id": c.pk, "number": c.number, "title": c.title} for c in duplicates]
+        return Response(data, status=201)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("grid", int, required=True), OpenApiParameter("category", int, required=True)],
+        responses=CaseListSerializer(many=True),
+    )
+    @action(detail=False, methods=["get"])
+    def similar(self, request):
+        """Possible duplicates to show before filing: open cases of the category in the grid, last 30 days."""
+        grid = _int_param(request, "grid")
+        category = _int_param(request, "category")
+        found = Case.objects.none()
+        if grid and category:
+            candidates = selectors.possible_duplicates(grid=Unit(pk=grid), category=CaseCategory(pk=category))
+            found = self.get_queryset().filter(pk__in=[c.pk for c in candidates])
+        return Response(CaseListSerializer(found, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(responses=EventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        """The case's full event log, oldest first."""
+        case = self.get_object()
+        events = list(case.events.select_related("actor").prefetch_related("photos").order_by("created_at", "id"))
+        named = selectors.names_shown_to(request.user, {e.actor_id for e in events if e.actor_id})
+        return Response(EventSerializer(events, many=True, context={"named": named}).data)
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"photos/(?P<photo_pk>[0-9]+)")
+    def photo(self, request, pk=None, photo_pk=None):
+        """One photo of the case (only to those who can see the case)."""
+        case = self.get_object()
+        photo = case.photos.filter(pk=photo_pk).first()
+        if photo is None:
+            raise Http404
+        try:
+            content_type = image_content_type(photo.image)
+            response = FileResponse(photo.image.open("rb"), content_type=content_type)
+        except FileNotFoundError:
+            raise Http404 from None
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Disposition"] = "inline"
+        return response
+
+    @extend_schema(
+        parameters=[OpenApiParameter("unit", int), OpenApiParameter("month", str, description="YYYY-MM")],
+        responses=inline_serializer("CaseKpis", {"summary": serializers.DictField()}),
+    )
+    @action(detail=False, methods=["get"])
+    def stats(self, request):
+        """KPIs of a subtree for a month: per child unit and per department, and the monthly rankings. Department
+        staff get their own departments' rows and the departments' ranking."""
+        from . import stats
+
+        month = stats.parse_month(request.query_params.get("month"))
+        if stats.is_department_only(request.user):
+            return Response(stats.department_kpis(request.user, month))
+        unit = stats.kpi_unit_for(request.user, _int_param(request, "unit"))
+        return Response(stats.case_kpis(unit=unit, month=month))
+
+    def _transition(self, request, name):
+        case = self.get_object()
+        if not selectors.may(request.user, case, name):
+            # The role decides first: one who may not take the step gets the 403, not their input's errors.
+            raise NotAllowed(
+                gettext("您的角色不能对此执行「%(action)s」。") % {"action": services.CASE_FLOW.label(name)}
+            )
+        input_serializer, service, adapt = TRANSITIONS[name]
+        serializer = input_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if adapt:
+            data = adapt(request, data)
+        service(case=case, by=request.user, **data)
+        case = self.get_queryset().get(pk=case.pk)
+        return Response(CaseSerializer(case, context=self.get_serializer_context()).data)
+
+
+def _int_param(request, name):
+    return parse_id(request.query_params.get(name), field=name)
+
+
+def image_content_type(image) -> str:
+    """The content type of a stored image, read from its content (the name the uploader gave proves nothing)."""
+    with image.open("rb") as handle, Image.open(handle) as picture:
+        return Image.MIME.get(picture.format, "application/octet-stream")
+
+
+def _make_transition(name):
+    input_serializer = TRANSITIONS[name][0]
+
+    def view(self, request, pk=None):
+        return self._transition(request, name)
+
+    # Prefixed: a step named like a view method (`dispatch`!) must not replace it.
+    view.__name__ = "step_" + name.replace("-", "_")
+    view.__doc__ = f"{services.CASE_FLOW.actions[name].label}"
+    operation_id = "cases_" + name.replace("-", "_")
+    view = extend_schema(request=input_serializer, responses=CaseSerializer, operation_id=operation_id)(view)
+    return action(detail=True, methods=["post"], url_path=name)(view)
+
+
+for _name in TRANSITIONS:
+    setattr(CaseViewSet, "step_" + _name.replace("-", "_"), _make_transition(_name))

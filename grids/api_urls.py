@@ -1,0 +1,11 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import api
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("case-categories", api.CaseCategoryViewSet, basename="case-category")
+router.register("cases", api.CaseViewSet, basename="case")
+
+urlpatterns = [path("", include(router.urls))]

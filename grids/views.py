@@ -1,0 +1,452 @@
+"""Pages of cases: the list, the filing form, the case page with its steps, the photos, and the KPI page.
+
+Every page starts from `selectors.cases_visible_to(user)` (outside it: 404). The steps call the services; a
+service's refusal becomes a page, never a 500: NotAllowed → 403, InvalidInput → the form with the error (400),
+any other DomainError → the page with the message (409).
+"""
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from PIL import Image, UnidentifiedImageError
+
+from governance.errors import DomainError, InvalidInput, NotAllowed
+from governance.models import Level, Unit
+from governance.selectors import scope_of, unit_chain
+from governance.validators import parse_id
+
+from . import forms, selectors, services, stats
+from .models import OPEN_STATES, CasePhoto, CaseState, ClosedReason
+
+PAGE_SIZE = 20
+
+
+def _forbidden(request, message, *, back=None):
+    return render(request, "grids/forbidden.html", {"message": message, "back": back}, status=403)
+
+
+def _show_error(form, error: DomainError, aliases=None) -> int:
+    """Put a service's refusal next to its field (or above the form); the status code to answer with."""
+    field = getattr(error, "field", None)
+    field = (aliases or {}).get(field, field)
+    form.add_error(field if field in form.fields else None, str(error.message))
+    return error.status_code
+
+
+def _error_summary(form) -> list[str]:
+    """The form's errors as "label: message" lines, for the box at the top of the page."""
+    lines = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        lines += [f"{label}：{e}" if label else str(e) for e in errors]
+    return lines
+
+
+# --- The list -------------------------------------------------------------------------------------------
+
+
+def _overdue_q(now) -> Q:
+    """Overdue now: the same test as `selectors.is_overdue_now`, as a query."""
+    return Q(state=CaseState.DISPATCHED, sign_deadline__lt=now) | Q(state__in=OPEN_STATES, handle_deadline__lt=now)
+
+
+def _mine_q(user) -> Q:
+    """Cases I reported, or that my department or my unit holds (and, for a resident, the cases about them)."""
+    scope = scope_of(user)
+    q = Q(reporter=user)
+    if scope.resident_ids:
+        q |= Q(affected_resident_id__in=scope.resident_ids)
+    if scope.department_ids:
+        q |= Q(holder_department_id__in=scope.department_ids)
+    if scope.paths():
+        q |= Q(holder_unit__path__in=scope.paths())
+    return q
+
+
+@login_required
+def case_list(request):
+    user = request.user
+    now = timezone.now()
+    form = forms.CaseFilterForm(request.GET, user=user)
+    form.is_valid()  # a bad filter is shown with its error and ignored; the good ones still apply
+    data = form.cleaned_data
+    cases = selectors.cases_visible_to(user)
+    if data.get("q"):
+        cases = cases.filter(Q(number__icontains=data["q"]) | Q(title__icontains=data["q"]))
+    if data.get("state"):
+        cases = cases.filter(state=data["state"])
+    if data.get("category"):
+        cases = cases.filter(Q(category_id=data["category"]) | Q(category__parent_id=data["category"]))
+    if data.get("unit"):
+        unit = Unit.objects.filter(pk=data["unit"]).only("path").first()
+        cases = cases.filter(grid__path__startswith=unit.path) if unit else cases.none()
+    if data.get("overdue"):
+        cases = cases.filter(_overdue_q(now))
+    if data.get("mine"):
+        cases = cases.filter(_mine_q(user))
+    cases = cases.select_related("category__parent", "grid", "holder_unit", "holder_department").order_by(
+        "-created_at", "-id"
+    )
+    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
+    for case in page.object_list:
+        case.overdue_now = selectors.is_overdue_now(case, now)
+    params = request.GET.copy()
+    params.pop("page", None)
+    filtered = any(data.get(name) for name in ("q", "state", "category", "unit", "overdue", "mine"))
+    return render(
+        request,
+        "grids/case_list.html",
+        {
+            "form": form,
+            "page": page,
+            "querystring": params.urlencode(),
+            "filtered": filtered,
+            "may_file": forms.filing_grids(user).exists(),
+        },
+    )
+
+
+# --- Filing ---------------------------------------------------------------------------------------------
+
+
+@login_required
+def case_new(request):
+    user = request.user
+    if not forms.filing_grids(user).exists():
+        return _forbidden(request, _("只有网格员和社区工作人员可以上报事件。"))
+    duplicates, status = [], 200
+    if request.method == "POST":
+        form = forms.CaseFileForm(request.POST, request.FILES, user=user)
+        if form.is_valid():
+            data = form.cleaned_data
+            if not data["not_duplicate"]:
+                found = selectors.possible_duplicates(grid=data["grid"], category=data["category"])
+                duplicates = list(
+                    selectors.cases_visible_to(user)
+                    .filter(pk__in=[c.pk for c in found])
+                    .select_related("grid")
+                    .order_by("-created_at", "-id")
+                )
+            if not duplicates:
+                try:
+                    case = services.case_file(by=user, **form.service_kwargs())
+                except DomainError as error:
+                    status = _show_error(form, error, forms.FILE_FIELD_ALIASES)
+                else:
+                    messages.success(request, _("事件已上报，编号 %(number)s。") % {"number": case.number})
+                    return redirect(case)
+        else:
+            status = 400
+    else:
+        form = forms.CaseFileForm(user=user)
+    return render(
+        request,
+        "grids/case_new.html",
+        {
+            "form": form,
+            "duplicates": duplicates,
+            "errors": _error_summary(form) if form.is_bound else [],
+            # A browser cannot be told to keep chosen files: say so when the form comes back.
+            "photos_dropped": bool(request.FILES),
+        },
+        status=status,
+    )
+
+
+# --- The case page --------------------------------------------------------------------------------------
+
+
+def _visible_case(user, pk):
+    return get_object_or_404(
+        selectors.cases_visible_to(user)
+        .select_related(
+            "category__parent",
+            "grid",
+            "building",
+            "reporter",
+            "affected_resident",
+            "holder_unit",
+            "holder_department",
+            "duplicate_of",
+        )
+        .prefetch_related("photos", "dispatches__department"),
+        pk=pk,
+    )
+
+
+def _step_form(name, case, user, *args):
+    return forms.STEP_FORMS[name](*args, case=case, user=user, auto_id=f"id_{name}_%s")
+
+
+def _moment(value):
+    try:
+        return timezone.localtime(dt.datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return value
+
+
+def _event_details(data: dict) -> list[tuple[str, str]]:
+    """The action-specific data of an event, as labelled lines for the timeline."""
+    details = []
+    if data.get("stars"):
+        details.append((_("星级"), "★" * int(data["stars"])))
+    if data.get("department"):
+        details.append((_("部门"), data["department"]))
+    if data.get("assisting"):
+        details.append((_("协办部门"), "、".join(data["assisting"])))
+    if "approved" in data:
+        details.append((_("审批结果"), _("同意") if data["approved"] else _("不同意")))
+    if data.get("until"):
+        details.append((_("期限"), _moment(data["until"])))
+    if "confirmed" in data:
+        details.append((_("核查结果"), _("已解决") if data["confirmed"] else _("未解决，退回返工")))
+    if data.get("reason"):
+        reason = data["reason"]
+        details.append((_("关闭原因"), ClosedReason(reason).label if reason in ClosedReason.values else reason))
+    if data.get("duplicate_of"):
+        details.append((_("重复于"), data["duplicate_of"]))
+    return details
+
+
+def _state_label(state):
+    return CaseState(state).label if state in CaseState.values else state
+
+
+def _timeline(case, viewer, viewer_is_staff):
+    """The event log, oldest first. Residents following a case of their grid see staff by name, but other
+    residents (who said "me too" or left a comment) only as "a resident"."""
+    events = list(case.events.select_related("actor").prefetch_related("photos").order_by("created_at", "id"))
+    named = None if viewer_is_staff else selectors.names_shown_to(viewer, {e.actor_id for e in events if e.actor_id})
+
+    def actor(event):
+        if not event.actor_id:
+            return _("系统")
+        if named is not None and event.actor_id not in named:
+            return _("居民")
+        return event.actor.display_name
+
+    return [
+        {
+            "event": event,
+            "label": services.CASE_FLOW.label(event.action),
+            "actor": actor(event),
+            "from_state": _state_label(event.from_state) if event.from_state != event.to_state else "",
+            "to_state": _state_label(event.to_state) if event.from_state != event.to_state else "",
+            "details": _event_details(event.data or {}),
+            "photos": list(event.photos.all()),
+        }
+        for event in events
+    ]
+
+
+@login_required
+def case_detail(request, pk):
+    user = request.user
+    case = _visible_case(user, pk)
+    bound_name, bound_form, error, status = None, None, None, 200
+    if request.method == "POST":
+        name = request.POST.get("action", "")
+        if name not in forms.STEP_FORMS:
+            error, status = _("未知的操作。"), 400
+        elif not selectors.may(user, case, name):
+            label = services.CASE_FLOW.label(name)
+            return _forbidden(
+                request, _("您的角色不能对此事件执行「%(action)s」。") % {"action": label}, back=case.get_absolute_url()
+            )
+        else:
+            bound_name, bound_form = name, _step_form(name, case, user, request.POST, request.FILES)
+            if bound_form.is_valid():
+                service = getattr(services, "case_" + name.replace("-", "_"))
+                try:
+                    service(case=case, by=user, **bound_form.cleaned_data)
+                except NotAllowed as refusal:
+                    return _forbidden(request, str(refusal.message), back=case.get_absolute_url())
+                except DomainError as refusal:
+                    status = _show_error(bound_form, refusal)
+                    error = str(refusal.message)
+                else:
+                    label = services.CASE_FLOW.label(name)
+                    messages.success(request, _("「%(action)s」已完成。") % {"action": label})
+                    return redirect(case)
+            else:
+                status = 400
+                error = _("请检查填写的内容：") + "；".join(_error_summary(bound_form))
+
+    now = timezone.now()
+    steps = []
+    names = selectors.actions_for(user, case)
+    # With a single step to take besides talking (a resident's rating, say), show its form at once.
+    main = [name for name in names if name not in ("comment", "support")]
+    for name in names:
+        form = bound_form if name == bound_name else _step_form(name, case, user)
+        steps.append(
+            {
+                "name": name,
+                "label": services.CASE_FLOW.label(name),
+                "form": form,
+                "open": name == bound_name or (bound_name is None and main == [name]),
+                "multipart": form.is_multipart(),
+            }
+        )
+    supported = any(s["name"] == "support" for s in steps) and case.supports.filter(user=user).exists()
+    scope = scope_of(user)
+    is_staff = scope.is_staff_member
+    return render(
+        request,
+        "grids/case_detail.html",
+        {
+            "case": case,
+            "overdue_now": selectors.is_overdue_now(case, now),
+            "open": case.state in OPEN_STATES,
+            "photos": list(case.photos.all()),
+            "dispatches": list(case.dispatches.all()),
+            "timeline": _timeline(case, user, is_staff),
+            # The person concerned is named to staff and to themselves, not to the neighbours following the case.
+            "show_resident": is_staff or case.affected_resident_id in scope.resident_ids,
+            "steps": steps,
+            "supported": supported,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+# --- Photos ---------------------------------------------------------------------------------------------
+
+
+def _content_type(handle) -> str:
+    """The content type read from the stored bytes (the uploader's file name proves nothing)."""
+    try:
+        with Image.open(handle) as picture:
+            kind = Image.MIME.get(picture.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, OSError):
+        kind = "application/octet-stream"
+    handle.seek(0)
+    return kind
+
+
+@login_required
+def case_photo(request, pk, photo_pk):
+    case = get_object_or_404(selectors.cases_visible_to(request.user), pk=pk)
+    photo = get_object_or_404(CasePhoto, case=case, pk=photo_pk)
+    try:
+        handle = photo.image.open("rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(handle, content_type=_content_type(handle))
+    response["Content-Disposition"] = "inline"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+# --- The KPI page ---------------------------------------------------------------------------------------
+
+
+def _pct(rate):
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _decimal(value, places=1):
+    return "—" if value is None else f"{value:.{places}f}"
+
+
+def _shown(row: dict) -> dict:
+    """A KPI row with its rates as percentages and its averages rounded, for the tables."""
+    shown = dict(row)
+    for key, value in row.items():
+        if key.endswith("_rate"):
+            shown[key] = _pct(value)
+        elif key.endswith("_hours") or key == "score":
+            shown[key] = _decimal(value)
+        elif key == "street_rating_avg":
+            shown[key] = _decimal(value, 2)
+    return shown
+
+
+def _unit_param(value):
+    return parse_id(value, field="unit")
+
+
+def _stats_units(user, unit):
+    """The units to choose from: the ones the user works in (streets for administrators), and the one shown;
+    and the chain above the shown unit that the user may open (a breadcrumb back up)."""
+    scope = scope_of(user)
+    if scope.is_admin:
+        options = list(Unit.objects.filter(level=Level.STREET).order_by("path")[:200])
+    else:
+        paths = set(scope.paths())
+        roots = [p for p in paths if not any(p != q and p.startswith(q) for q in paths)]
+        options = list(Unit.objects.filter(path__in=roots, depth__lte=3).order_by("path"))
+    chain = []
+    if unit is not None:
+        chain = [u for u in unit_chain(unit) if scope.is_admin or scope.covers(u.path)]
+        if all(u.pk != unit.pk for u in options):
+            options.append(unit)
+    return options, chain
+
+
+@login_required
+def case_stats(request):
+    user = request.user
+    errors, kpis, unit, status = {}, None, None, 200
+    month_value = request.GET.get("month", "")
+    department_only = stats.is_department_only(user)
+    try:
+        month = stats.parse_month(month_value)
+        if department_only:
+            kpis = stats.department_kpis(user, month)
+        else:
+            unit = stats.kpi_unit_for(user, _unit_param(request.GET.get("unit")))
+            kpis = stats.case_kpis(unit=unit, month=month)
+    except NotAllowed as refusal:
+        return _forbidden(request, str(refusal.message))
+    except InvalidInput as refusal:
+        errors[refusal.field or "unit"] = str(refusal.message)
+        # Someone working in several units arrives without a choice made: that is a question, not an error.
+        status = 400 if request.GET else 200
+    options, chain = _stats_units(user, unit)
+    context = {
+        "errors": errors,
+        "unit": unit,
+        "unit_options": options,
+        "chain": chain,
+        "is_admin": scope_of(user).is_admin,
+        "month": kpis["month"] if kpis else month_value,
+    }
+    context["department_only"] = department_only
+    if kpis and department_only:
+        context.update(
+            {
+                "by_department": [_shown(row) for row in kpis["by_department"]],
+                "department_ranking": [_shown(row) for row in kpis["ranking"]["departments"]],
+            }
+        )
+    elif kpis:
+        ranking = kpis["ranking"]
+        context.update(
+            {
+                "summary": _shown(kpis["summary"]),
+                "by_unit": [_shown(row) for row in kpis["by_unit"]],
+                "by_department": [_shown(row) for row in kpis["by_department"]],
+                "department_ranking": [_shown(row) for row in ranking["departments"]],
+                "community_ranking": [_shown(row) for row in ranking["communities"]],
+                "child_level": _child_level(unit),
+            }
+        )
+    return render(request, "grids/case_stats.html", context, status=status)
+
+
+def _child_level(unit):
+    """What the rows of the per-unit table are: streets for the city, communities for a street, grids for a
+    community (a grid has no rows)."""
+    if unit is None:
+        return _("街道")
+    return {Level.STREET: _("社区"), Level.COMMUNITY: _("网格")}.get(unit.level, "")
