@@ -8,7 +8,7 @@ with the balance after it, and updates the kept balance in the same transaction.
 import datetime as dt
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -98,17 +98,18 @@ def _check_evidence_photo(photo):
         raise InvalidInput(error.message, field="evidence") from None
 
 
-def _cap_used(account: Account, rule: Rule, start: dt.date, end: dt.date) -> int:
-    """Points already counted against a cap: the rule's entries in the span that were not reversed."""
-    used = Entry.objects.filter(
+def _caps_used(account: Account, rule: Rule, day: dt.date) -> tuple[int, int]:
+    """Points already counted against the rule's daily and monthly caps on `day`: the rule's entries of that day
+    and of its month that were not reversed. One query for both."""
+    counted = Entry.objects.filter(
         account=account,
         rule=rule,
-        occurred_on__gte=start,
-        occurred_on__lte=end,
+        occurred_on__gte=day.replace(day=1),
+        occurred_on__lte=_month_end(day),
         reversed_by__isnull=True,
         kind__in=[EntryKind.AWARD, EntryKind.DEDUCTION],
-    ).aggregate(total=Sum("points"))["total"]
-    return abs(used or 0)
+    ).aggregate(day=Sum("points", filter=Q(occurred_on=day)), month=Sum("points"))
+    return abs(counted["day"] or 0), abs(counted["month"] or 0)
 
 
 @transaction.atomic
@@ -149,20 +150,18 @@ def points_record(
 
     account = account_for(resident, rule.scheme)
     points = rule.points
-    month_start = occurred_on.replace(day=1)
-    for cap, start, end, label in (
-        (rule.daily_cap, occurred_on, occurred_on, _("每日")),
-        (rule.monthly_cap, month_start, _month_end(occurred_on), _("每月")),
-    ):
-        if cap is None:
-            continue
-        used = _cap_used(account, rule, start, end)
-        if used + abs(points) > cap:
-            raise DomainError(
-                _("超过规则「%(rule)s」的%(span)s上限：上限 %(cap)d 分，已记 %(used)d 分，本次 %(points)d 分。")
-                % {"rule": rule.name, "span": label, "cap": cap, "used": used, "points": abs(points)},
-                code="over_cap",
-            )
+    if rule.daily_cap is not None or rule.monthly_cap is not None:
+        used_today, used_this_month = _caps_used(account, rule, occurred_on)
+        for cap, used, label in (
+            (rule.daily_cap, used_today, _("每日")),
+            (rule.monthly_cap, used_this_month, _("每月")),
+        ):
+            if cap is not None and used + abs(points) > cap:
+                raise DomainError(
+                    _("超过规则「%(rule)s」的%(span)s上限：上限 %(cap)d 分，已记 %(used)d 分，本次 %(points)d 分。")
+                    % {"rule": rule.name, "span": label, "cap": cap, "used": used, "points": abs(points)},
+                    code="over_cap",
+                )
     kind = EntryKind.DEDUCTION if rule.kind == RuleKind.DEDUCTION else EntryKind.AWARD
     if kind == EntryKind.DEDUCTION and account.balance < -points:
         if account.balance == 0:

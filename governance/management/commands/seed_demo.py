@@ -75,11 +75,15 @@ class Scale:
     residents: int
     # Demo cases filed and moved through the workflow (the city scale leaves cases to bench/cases_city.py).
     cases: int = 0
+    # Demo point entries recorded through the ledger services (the city scale leaves them to bench/points_city.py).
+    points: int = 0
 
 
 SCALES = {
-    "tiny": Scale(streets=2, communities=3, grids=4, buildings=8, households=40, residents=100, cases=12),
-    "demo": Scale(streets=2, communities=6, grids=40, buildings=300, households=5_000, residents=12_000, cases=240),
+    "tiny": Scale(streets=2, communities=3, grids=4, buildings=8, households=40, residents=100, cases=12, points=60),
+    "demo": Scale(
+        streets=2, communities=6, grids=40, buildings=300, households=5_000, residents=12_000, cases=240, points=2_000
+    ),
     "city": Scale(streets=12, communities=150, grids=3_500, buildings=20_000, households=400_000, residents=1_000_000),
 }
 
@@ -519,6 +523,16 @@ class CityBuilder:
 
             made = build_demo_cases(count=self.scale.cases, rng=self.rng)
             self.clock.lap(_("网格事件 %(n)d 件") % {"n": made})
+        if self.scale.points and apps.is_installed("points"):
+            from points.demo import build_demo_points
+
+            made = build_demo_points(count=self.scale.points, rng=self.rng)
+            self.clock.lap(
+                _(
+                    "积分规则 %(rules)d 条、积分记录 %(entries)d 条、超市商品 %(rewards)d 件、兑换 %(redemptions)d 次、积分榜 %(boards)d 个"
+                )
+                % made
+            )
         return logins
 
     def _tags(self):
