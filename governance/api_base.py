@@ -5,12 +5,14 @@ from django.db import DataError
 from django.db.models import ProtectedError
 from django.http import Http404
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
+from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import DomainError, InvalidInput
+from .errors import DomainError, InvalidInput, NotAllowed
 
 
 class Pagination(PageNumberPagination):
@@ -111,3 +113,55 @@ class ScopedMixin:
 
 def error_response(message, *, code, http_status):
     return Response({"detail": str(message), "code": code}, status=http_status)
+
+
+class TransitionsMixin:
+    """The steps of a workflow (`governance.workflow`) as `POST /<objects>/{id}/<step>/`, for cases and letters
+    alike. A subclass sets `flow` (the Workflow), `transitions` ({step: (input serializer, service, adapt)},
+    where `adapt(request, data)` may turn validated input into the service's arguments), `object_kwarg` (the
+    service's keyword for the object: "case", "letter"), and implements `may_take(user, obj, step)` (the role
+    check) and `step_response(request, obj)`; then `add_transition_routes(TheViewSet, operation_prefix=…)`."""
+
+    flow = None
+    transitions: dict = {}
+    object_kwarg = "obj"
+
+    def may_take(self, user, obj, step) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def step_response(self, request, obj):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def take_step(self, request, step):
+        obj = self.get_object()
+        if not self.may_take(request.user, obj, step):
+            # The role decides first: one who may not take the step gets the 403, not their input's errors.
+            raise NotAllowed(_("您的角色不能对此执行「%(action)s」。") % {"action": self.flow.label(step)})
+        input_serializer, service, adapt = self.transitions[step]
+        serializer = input_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if adapt:
+            data = adapt(request, data)
+        service(**{self.object_kwarg: obj}, by=request.user, **data)
+        return self.step_response(request, self.get_queryset().get(pk=obj.pk))
+
+
+def add_transition_routes(viewset, *, operation_prefix: str, response_serializer):
+    """One `@action` per step of `viewset.transitions`, named `step_<step>` (a step named like a view method,
+    `dispatch`!, must not replace it), documented with its input and `response_serializer`."""
+
+    def make(step):
+        input_serializer = viewset.transitions[step][0]
+
+        def view(self, request, pk=None):
+            return self.take_step(request, step)
+
+        view.__name__ = "step_" + step.replace("-", "_")
+        view.__doc__ = str(viewset.flow.actions[step].label)
+        operation_id = f"{operation_prefix}_{step.replace('-', '_')}"
+        view = extend_schema(request=input_serializer, responses=response_serializer, operation_id=operation_id)(view)
+        return action(detail=True, methods=["post"], url_path=step)(view)
+
+    for step in viewset.transitions:
+        setattr(viewset, "step_" + step.replace("-", "_"), make(step))

@@ -14,7 +14,7 @@ Deadlines come from `governance.workdays`, reminders go through `governance.noti
 
 from dataclasses import dataclass
 
-from django.db import models
+from django.db import models, transaction
 from django.utils.translation import gettext as _
 
 from .errors import DomainError, InvalidInput, NotAllowed
@@ -81,3 +81,41 @@ def require_note(note: str, field: str = "note", message: str | None = None) -> 
     if not note:
         raise InvalidInput(message or _("请填写说明。"), field=field)
     return note
+
+
+# --- What the deadline sweeps of cases and letters share ---------------------------------------------------
+
+
+def mark_overdue(queryset, *, flag: str, action: str, on_marked=None) -> int:
+    """Set the boolean `flag` on every row of `queryset` that does not have it yet, with one event row (`action`,
+    the state unchanged) per row marked, and call `on_marked(obj)` for each (to notify). Safe to run any number
+    of times and from two sweeps at once: a conditional UPDATE decides which run marks a row. Returns how many
+    rows this run marked."""
+    marked = 0
+    for obj in queryset.filter(**{flag: False}):
+        with transaction.atomic():
+            if not type(obj).objects.filter(pk=obj.pk, **{flag: False}).update(**{flag: True}):
+                continue  # another run got there first
+            obj.events.create(action=action, from_state=obj.state, to_state=obj.state)
+            if on_marked is not None:
+                on_marked(obj)
+            marked += 1
+    return marked
+
+
+def close_unrated(queryset, *, waiting: str, closed: str, reason: str, now, action: str = "auto-close") -> int:
+    """Close every row of `queryset` still in state `waiting` (left unrated for too long) as `closed` with
+    `closed_reason=reason` and `closed_at=now`, writing one event row each. Unrated is not satisfied: the
+    statistics count it apart. Safe to repeat: only a row still waiting is closed. Returns how many."""
+    closed_now = 0
+    for obj in queryset.filter(state=waiting):
+        with transaction.atomic():
+            changed = (
+                type(obj)
+                .objects.filter(pk=obj.pk, state=waiting)
+                .update(state=closed, closed_reason=reason, closed_at=now)
+            )
+            if changed:
+                obj.events.create(action=action, from_state=waiting, to_state=closed, created_at=now)
+                closed_now += 1
+    return closed_now

@@ -20,8 +20,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import ScopedMixin
-from governance.errors import NotAllowed
+from governance.api_base import ScopedMixin, TransitionsMixin, add_transition_routes
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
 from governance.validators import MAX_ID, parse_id
@@ -459,12 +458,20 @@ TRANSITIONS = {
 
 
 class CaseViewSet(
-    ScopedMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    ScopedMixin,
+    TransitionsMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Grid cases. Filing: grid workers in their grid, community staff in their community. The response to a
     filing lists `possible_duplicates`: open cases of the same category in the same grid from the last 30 days."""
 
     filterset_class = CaseFilter
+    flow = services.CASE_FLOW
+    transitions = TRANSITIONS
+    object_kwarg = "case"
     parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
 
     def get_queryset(self):
@@ -556,21 +563,10 @@ class CaseViewSet(
         unit = stats.kpi_unit_for(request.user, _int_param(request, "unit"))
         return Response(stats.case_kpis(unit=unit, month=month))
 
-    def _transition(self, request, name):
-        case = self.get_object()
-        if not selectors.may(request.user, case, name):
-            # The role decides first: one who may not take the step gets the 403, not their input's errors.
-            raise NotAllowed(
-                gettext("您的角色不能对此执行「%(action)s」。") % {"action": services.CASE_FLOW.label(name)}
-            )
-        input_serializer, service, adapt = TRANSITIONS[name]
-        serializer = input_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        if adapt:
-            data = adapt(request, data)
-        service(case=case, by=request.user, **data)
-        case = self.get_queryset().get(pk=case.pk)
+    def may_take(self, user, case, step) -> bool:
+        return selectors.may(user, case, step)
+
+    def step_response(self, request, case):
         return Response(CaseSerializer(case, context=self.get_serializer_context()).data)
 
 
@@ -584,19 +580,4 @@ def image_content_type(image) -> str:
         return Image.MIME.get(picture.format, "application/octet-stream")
 
 
-def _make_transition(name):
-    input_serializer = TRANSITIONS[name][0]
-
-    def view(self, request, pk=None):
-        return self._transition(request, name)
-
-    # Prefixed: a step named like a view method (`dispatch`!) must not replace it.
-    view.__name__ = "step_" + name.replace("-", "_")
-    view.__doc__ = f"{services.CASE_FLOW.actions[name].label}"
-    operation_id = "cases_" + name.replace("-", "_")
-    view = extend_schema(request=input_serializer, responses=CaseSerializer, operation_id=operation_id)(view)
-    return action(detail=True, methods=["post"], url_path=name)(view)
-
-
-for _name in TRANSITIONS:
-    setattr(CaseViewSet, "step_" + _name.replace("-", "_"), _make_transition(_name))
+add_transition_routes(CaseViewSet, operation_prefix="cases", response_serializer=CaseSerializer)

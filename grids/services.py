@@ -23,7 +23,7 @@ from governance.models import Department, Level, Resident, Role, Unit, User
 from governance.notifications import notify
 from governance.selectors import STEP, residents_visible_to, scope_of, units_visible_to
 from governance.workdays import add_working_days, add_working_hours, working_seconds_between
-from governance.workflow import Action, Workflow, check_stars, require_note
+from governance.workflow import Action, Workflow, check_stars, close_unrated, mark_overdue, require_note
 
 from . import selectors
 from .models import (
@@ -753,31 +753,33 @@ def case_sweep(*, now: dt.datetime | None = None) -> dict:
             key=f"case:{case.pk}:handle-due:{case.handle_deadline.isoformat()}",
         )
         done["handle_reminded"] += bool(sent)
-    for case in open_cases.filter(handle_overdue=False, handle_deadline__lte=now):
-        with transaction.atomic():
-            if not Case.objects.filter(pk=case.pk, handle_overdue=False).update(handle_overdue=True):
-                continue
-            case.events.create(action="handle-overdue", from_state=case.state, to_state=case.state)
-            street = Unit.objects.get(path=selectors.street_path(case))
-            _notify_unit_staff(
-                case,
-                street,
-                (Role.STREET_STAFF,),
-                "case_handle_overdue",
-                _("事件办理超期"),
-                key=f"case:{case.pk}:handle-overdue:{case.handle_deadline.isoformat()}",
-            )
-            done["handle_overdue"] += 1
+
+    def tell_the_street(case):
+        street = Unit.objects.get(path=selectors.street_path(case))
+        _notify_unit_staff(
+            case,
+            street,
+            (Role.STREET_STAFF,),
+            "case_handle_overdue",
+            _("事件办理超期"),
+            key=f"case:{case.pk}:handle-overdue:{case.handle_deadline.isoformat()}",
+        )
+
+    done["handle_overdue"] = mark_overdue(
+        open_cases.filter(handle_deadline__lte=now),
+        flag="handle_overdue",
+        action="handle-overdue",
+        on_marked=tell_the_street,
+    )
 
     # Unrated for seven days: closed as unrated (not counted as satisfied).
-    for case in Case.objects.filter(state=S.VERIFIED, verified_at__lte=now - RATING_WINDOW):
-        with transaction.atomic():
-            changed = Case.objects.filter(pk=case.pk, state=S.VERIFIED).update(
-                state=S.CLOSED, closed_reason=ClosedReason.UNRATED, closed_at=now
-            )
-            if changed:
-                case.events.create(action="auto-close", from_state=S.VERIFIED, to_state=S.CLOSED, created_at=now)
-                done["auto_closed"] += 1
+    done["auto_closed"] = close_unrated(
+        Case.objects.filter(verified_at__lte=now - RATING_WINDOW),
+        waiting=S.VERIFIED,
+        closed=S.CLOSED,
+        reason=ClosedReason.UNRATED,
+        now=now,
+    )
     return done
 
 
