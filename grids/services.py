@@ -6,18 +6,14 @@ shared notification interface.
 """
 
 import datetime as dt
-import io
-import uuid
 
-from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from governance import uploads
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Department, Level, Resident, Role, Unit, User
 from governance.notifications import notify
@@ -124,52 +120,12 @@ def _save(case: Case, *fields):
 
 # --- Photos ----------------------------------------------------------------------------------------------
 
-
-PHOTO_MAX_SIDE = 2560
-PHOTO_MAX_PIXELS = 80_000_000
+# Photos are checked and prepared by the uploads module every app shares (names kept here for callers).
+PHOTO_MAX_SIDE = uploads.PHOTO_MAX_SIDE
 
 
 def check_photos(photos) -> list:
-    """Images only (checked by content, not by name), each under the upload limit, at most nine. Each is
-    turned upright, scaled to at most 2560 px and re-encoded as JPEG under a random name: phone photos of
-    10 MB become a few hundred KB, and their EXIF (GPS position, phone model) is not kept."""
-    photos = list(photos or [])
-    if len(photos) > MAX_PHOTOS:
-        raise InvalidInput(_("最多上传 %(n)d 张照片。") % {"n": MAX_PHOTOS}, field="photos")
-    limit = settings.CASE_PHOTO_MAX_BYTES
-    prepared = []
-    for photo in photos:
-        if photo.size > limit:
-            raise InvalidInput(
-                _("照片「%(name)s」超过 %(mb)d MB。") % {"name": photo.name, "mb": limit // (1024 * 1024)},
-                field="photos",
-            )
-        prepared.append(_prepare_photo(photo))
-    return prepared
-
-
-def _prepare_photo(photo) -> ContentFile:
-    not_an_image = InvalidInput(_("「%(name)s」不是图片文件。") % {"name": photo.name}, field="photos")
-    try:
-        photo.seek(0)
-        with Image.open(photo) as probe:
-            if probe.format not in ("JPEG", "PNG", "WEBP", "GIF", "MPO"):
-                raise not_an_image
-            width, height = probe.size
-            if width * height > PHOTO_MAX_PIXELS:
-                raise InvalidInput(_("照片「%(name)s」尺寸过大。") % {"name": photo.name}, field="photos")
-            probe.verify()
-        photo.seek(0)
-        with Image.open(photo) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            image.thumbnail((PHOTO_MAX_SIDE, PHOTO_MAX_SIDE))
-            out = io.BytesIO()
-            image.save(out, "JPEG", quality=85, optimize=True)
-    except InvalidInput:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise not_an_image from None
-    return ContentFile(out.getvalue(), name=f"{uuid.uuid4().hex}.jpg")
+    return uploads.check_photos(photos, max_count=MAX_PHOTOS)
 
 
 def _attach(case: Case, event, photos, by: User):

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Resident, User
 from governance.selectors import scope_of
+from governance.uploads import check_photos
 
 from . import selectors
 from .models import Account, Entry, EntryKind, Rule, RuleKind, Scheme
@@ -90,8 +91,6 @@ def post(
 def _check_evidence_photo(photo):
     if photo is None:
         return None
-    from grids.services import check_photos
-
     try:
         return check_photos([photo])[0]
     except InvalidInput as error:

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit, User
 from governance.selectors import scope_of
+from governance.uploads import check_photos
 
 from . import selectors
 from .models import Account, Entry, EntryKind, Redemption, RedemptionState, Reward, Scheme
@@ -77,8 +78,6 @@ def _check_photo(photo):
     """The checked upload, or None. The photo checks of the cases, reported against this form's field."""
     if not photo:
         return None
-    from grids.services import check_photos
-
     try:
         return check_photos([photo])[0]
     except InvalidInput as exc:
