@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "governance",
     "grids",
     "points",
+    "mailbox",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +209,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Cases and letters both have a state and a closed reason: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStateEnum": "grids.models.CaseState",
+        "CaseClosedReasonEnum": "grids.models.ClosedReason",
+        "LetterStateEnum": "mailbox.models.LetterState",
+        "LetterClosedReasonEnum": "mailbox.models.ClosedReason",
+    },
 }
 
 # --- Cache ----------------------------------------------------------------------------------------------
@@ -234,6 +242,15 @@ NOTIFICATION_CHANNELS = env_list("NOTIFICATION_CHANNELS")
 CASE_PHOTO_MAX_BYTES = env_int("CASE_PHOTO_MAX_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
+# The secretary mailbox: working days to accept a letter, to reply once accepted (also after a reopening), to
+# answer the writer's follow-up question; letters a resident may send in a day (more: 429); attachments.
+MAILBOX_ACCEPT_DAYS = env_int("MAILBOX_ACCEPT_DAYS", 2)
+MAILBOX_REPLY_DAYS = env_int("MAILBOX_REPLY_DAYS", 10)
+MAILBOX_FOLLOW_UP_DAYS = env_int("MAILBOX_FOLLOW_UP_DAYS", 5)
+MAILBOX_DAILY_LIMIT = env_int("MAILBOX_DAILY_LIMIT", 5)
+MAILBOX_MAX_ATTACHMENTS = 5
+MAILBOX_ATTACHMENT_MAX_BYTES = env_int("MAILBOX_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+
 # Days a month's points board stays open to objections after it is published (公示期).
 POINTS_NOTICE_DAYS = env_int("POINTS_NOTICE_DAYS", 5)
 
@@ -249,6 +266,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat copies these into its database schedule at start; administrators can change them in the admin.
 CELERY_BEAT_SCHEDULE = {
     "case-deadlines": {"task": "grids.sweep_case_deadlines", "schedule": 300.0},
+    "letter-deadlines": {"task": "mailbox.sweep_letter_deadlines", "schedule": 300.0},
     # The previous month's points tally and boards, on the 1st at 01:00 (CELERY_TIMEZONE, Asia/Shanghai).
     "points-monthly-tally": {
         "task": "points.tally_previous_month",

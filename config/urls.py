@@ -15,8 +15,10 @@ urlpatterns = [
     path("api/v1/", include("governance.api_urls")),
     path("api/v1/", include("grids.api_urls")),
     path("api/v1/", include("points.api_urls")),
+    path("api/v1/", include("mailbox.api_urls")),
     path("", include("grids.urls")),
     path("", include("points.urls")),
+    path("", include("mailbox.urls")),
     path("", include("governance.urls")),
 ]
 

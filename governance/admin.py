@@ -55,6 +55,20 @@ class AdministratorsOnly:
         return selectors.scope_of(request.user).is_admin
 
 
+class ReadOnly(AdministratorsOnly):
+    """Records that change only through their services (cases, letters, the ledger): viewed in the admin,
+    never added, changed or deleted there."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 # --- Units ----------------------------------------------------------------------------------------------
 
 

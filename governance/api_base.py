@@ -1,12 +1,16 @@
 """What every API module shares: pagination, the error format, and the scoped viewset base."""
 
+import datetime as dt
+
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.db.models import ProtectedError
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -165,3 +169,16 @@ def add_transition_routes(viewset, *, operation_prefix: str, response_serializer
 
     for step in viewset.transitions:
         setattr(viewset, "step_" + step.replace("-", "_"), make(step))
+
+
+class DeadlineField(serializers.DateTimeField):
+    """A deadline: a datetime with offset, or a bare date meaning the close of office hours that day (as the
+    page's date picker means it), not its midnight."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value.strip()) == 10:
+            day = serializers.DateField().to_internal_value(value.strip())
+            (close_hour, close_minute) = settings.WORKING_HOURS[1]
+            moment = dt.datetime.combine(day, dt.time(close_hour, close_minute))
+            return timezone.make_aware(moment, timezone.get_default_timezone())
+        return super().to_internal_value(value)

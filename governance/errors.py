@@ -35,3 +35,13 @@ class InvalidInput(DomainError):
     def __init__(self, message=None, *, field=None, code="invalid"):
         self.field = field
         super().__init__(message, code=code)
+
+
+class RateLimited(DomainError):
+    """Too many of something in too short a time (HTTP 429), e.g. a resident's letters of one day."""
+
+    status_code = 429
+    default_message = _("操作过于频繁，请稍后再试。")
+
+    def __init__(self, message=None, *, code="rate_limited"):
+        super().__init__(message, code=code)

@@ -58,10 +58,12 @@ class Workflow:
             )
         return action
 
-    def record(self, obj, name: str, *, by, from_state: str, note: str = "", data: dict | None = None):
-        """Write the event row of one step. Call inside the transaction that changed `obj`."""
+    def record(self, obj, name: str, *, by, from_state: str, note: str = "", data: dict | None = None, at=None):
+        """Write the event row of one step (dated `at`, default now). Call inside the transaction that changed
+        `obj`."""
+        extra = {"created_at": at} if at is not None else {}
         return obj.events.create(
-            actor=by, action=name, from_state=from_state, to_state=obj.state, note=note, data=data or {}
+            actor=by, action=name, from_state=from_state, to_state=obj.state, note=note, data=data or {}, **extra
         )
 
 

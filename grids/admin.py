@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from governance.admin import AdministratorsOnly
+from governance.admin import AdministratorsOnly, ReadOnly
 
 from .models import Case, CaseCategory, CaseDispatch, CaseEvent, CasePhoto
 
@@ -83,17 +83,6 @@ class CaseCategoryAdmin(AdministratorsOnly, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # A category cases were filed under is kept (PROTECT); deactivate it instead.
         return super().has_delete_permission(request, obj) and (obj is None or not obj.cases.exists())
-
-
-class ReadOnly(AdministratorsOnly):
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class EventInline(ReadOnly, admin.TabularInline):

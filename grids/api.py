@@ -5,10 +5,7 @@ Every queryset starts from `selectors.cases_visible_to(user)` (outside it: 404).
 wrong role, 409 for the wrong state, 400 for bad input).
 """
 
-import datetime as dt
-
 import django_filters
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.http import FileResponse, Http404
 from django.utils import timezone
@@ -20,7 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import ScopedMixin, TransitionsMixin, add_transition_routes
+from governance.api_base import DeadlineField, ScopedMixin, TransitionsMixin, add_transition_routes
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
 from governance.validators import MAX_ID, parse_id
@@ -270,19 +267,6 @@ class ResubmitSerializer(NotePhotosSerializer):
 class DispatchInputSerializer(NoteSerializer):
     department = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all())
     assisting = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all(), many=True, required=False)
-
-
-class DeadlineField(serializers.DateTimeField):
-    """A deadline: a datetime with offset, or a bare date meaning the close of office hours that day (as the
-    page's date picker means it), not its midnight."""
-
-    def to_internal_value(self, value):
-        if isinstance(value, str) and len(value.strip()) == 10:
-            day = serializers.DateField().to_internal_value(value.strip())
-            (close_hour, close_minute) = settings.WORKING_HOURS[1]
-            moment = dt.datetime.combine(day, dt.time(close_hour, close_minute))
-            return timezone.make_aware(moment, timezone.get_default_timezone())
-        return super().to_internal_value(value)
 
 
 class ExtensionRequestSerializer(NoteSerializer):

@@ -168,15 +168,19 @@ def case_file(
     affected_resident: Resident | None = None,
     photos=(),
     resolved_on_site: str = "",
+    via_letter: bool = False,
     now: dt.datetime | None = None,
 ) -> Case:
     """File a case in a grid of the filer's (grid worker: their grid; community staff: their community's).
     It lands at the grid's community for triage — or, with `resolved_on_site` (what was done), the grid worker
     files a simple case they already fixed on the spot: filed and resolved in one step, the photos as the
-    evidence, nothing for the community to triage."""
+    evidence, nothing for the community to triage.
+
+    `via_letter`: the secretary (or office) of a letter turns it into a case (`mailbox.services.letter_assign`,
+    which has checked their role); the grid need only be one they can see."""
     now = now or timezone.now()
     grid, building = _place(by, grid, building)
-    if not selectors.may_file_in(scope_of(by), grid):
+    if not via_letter and not selectors.may_file_in(scope_of(by), grid):
         raise NotAllowed(_("只有本网格的网格员或本社区的工作人员可以上报事件。"))
     if category.parent_id is None or not category.active:
         raise InvalidInput(_("请选择一个启用的具体分类（二级分类）。"), field="category")

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Unit
+from governance.pages import error_summary, forbidden, show_error
 from governance.selectors import scope_of, unit_chain
 from governance.validators import parse_id
 
@@ -26,27 +27,6 @@ from . import forms, selectors, services, stats
 from .models import OPEN_STATES, CasePhoto, CaseState, ClosedReason
 
 PAGE_SIZE = 20
-
-
-def _forbidden(request, message, *, back=None):
-    return render(request, "grids/forbidden.html", {"message": message, "back": back}, status=403)
-
-
-def _show_error(form, error: DomainError, aliases=None) -> int:
-    """Put a service's refusal next to its field (or above the form); the status code to answer with."""
-    field = getattr(error, "field", None)
-    field = (aliases or {}).get(field, field)
-    form.add_error(field if field in form.fields else None, str(error.message))
-    return error.status_code
-
-
-def _error_summary(form) -> list[str]:
-    """The form's errors as "label: message" lines, for the box at the top of the page."""
-    lines = []
-    for name, errors in form.errors.items():
-        label = form.fields[name].label if name in form.fields else ""
-        lines += [f"{label}：{e}" if label else str(e) for e in errors]
-    return lines
 
 
 # --- The list -------------------------------------------------------------------------------------------
@@ -120,7 +100,7 @@ def case_list(request):
 def case_new(request):
     user = request.user
     if not forms.filing_grids(user).exists():
-        return _forbidden(request, _("只有网格员和社区工作人员可以上报事件。"))
+        return forbidden(request, _("只有网格员和社区工作人员可以上报事件。"))
     duplicates, status = [], 200
     if request.method == "POST":
         form = forms.CaseFileForm(request.POST, request.FILES, user=user)
@@ -138,7 +118,7 @@ def case_new(request):
                 try:
                     case = services.case_file(by=user, **form.service_kwargs())
                 except DomainError as error:
-                    status = _show_error(form, error, forms.FILE_FIELD_ALIASES)
+                    status = show_error(form, error, forms.FILE_FIELD_ALIASES)
                 else:
                     messages.success(request, _("事件已上报，编号 %(number)s。") % {"number": case.number})
                     return redirect(case)
@@ -152,7 +132,7 @@ def case_new(request):
         {
             "form": form,
             "duplicates": duplicates,
-            "errors": _error_summary(form) if form.is_bound else [],
+            "errors": error_summary(form) if form.is_bound else [],
             # A browser cannot be told to keep chosen files: say so when the form comes back.
             "photos_dropped": bool(request.FILES),
         },
@@ -257,7 +237,7 @@ def case_detail(request, pk):
             error, status = _("未知的操作。"), 400
         elif not selectors.may(user, case, name):
             label = services.CASE_FLOW.label(name)
-            return _forbidden(
+            return forbidden(
                 request, _("您的角色不能对此事件执行「%(action)s」。") % {"action": label}, back=case.get_absolute_url()
             )
         else:
@@ -267,9 +247,9 @@ def case_detail(request, pk):
                 try:
                     service(case=case, by=user, **bound_form.cleaned_data)
                 except NotAllowed as refusal:
-                    return _forbidden(request, str(refusal.message), back=case.get_absolute_url())
+                    return forbidden(request, str(refusal.message), back=case.get_absolute_url())
                 except DomainError as refusal:
-                    status = _show_error(bound_form, refusal)
+                    status = show_error(bound_form, refusal)
                     error = str(refusal.message)
                 else:
                     label = services.CASE_FLOW.label(name)
@@ -277,7 +257,7 @@ def case_detail(request, pk):
                     return redirect(case)
             else:
                 status = 400
-                error = _("请检查填写的内容：") + "；".join(_error_summary(bound_form))
+                error = _("请检查填写的内容：") + "；".join(error_summary(bound_form))
 
     now = timezone.now()
     steps = []
@@ -407,7 +387,7 @@ def case_stats(request):
             unit = stats.kpi_unit_for(user, _unit_param(request.GET.get("unit")))
             kpis = stats.case_kpis(unit=unit, month=month)
     except NotAllowed as refusal:
-        return _forbidden(request, str(refusal.message))
+        return forbidden(request, str(refusal.message))
     except InvalidInput as refusal:
         errors[refusal.field or "unit"] = str(refusal.message)
         # Someone working in several units arrives without a choice made: that is a question, not an error.

@@ -3,7 +3,7 @@ read-only here (entries are append-only: corrections are reversal entries, made 
 
 from django.contrib import admin
 
-from governance.admin import AdministratorsOnly
+from governance.admin import AdministratorsOnly, ReadOnly
 
 from .models import Account, Board, Entry, Objection, Redemption, Reward, Rule, Scheme, Tally, TallyRun
 
@@ -38,17 +38,6 @@ class RuleAdmin(AdministratorsOnly, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # A rule with entries stays (its entries point at it); end it with a 失效日期 instead.
         return super().has_delete_permission(request, obj) and (obj is None or not obj.entries.exists())
-
-
-class ReadOnly(AdministratorsOnly):
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Account)

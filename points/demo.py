@@ -100,7 +100,7 @@ def build_demo_points(*, count: int, rng: random.Random, today: dt.date | None =
     for i in range(count):
         pool = in_persona_grid if i % 4 == 0 and in_persona_grid else regulars
         resident_id, path = rng.choice(pool)
-        if persona is not None and persona.resident_id in paths and i % 25 == 0 and persona_entries < 12:
+        if persona is not None and persona.resident_id in paths and i % 10 == 0 and persona_entries < 12:
             # The `resident` persona is a keen volunteer: enough points to reserve a reward.
             resident_id, path = persona.resident_id, paths[persona.resident_id]
             persona_entries += 1

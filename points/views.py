@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit
+from governance.pages import error_summary, forbidden, show_error
 from governance.selectors import STEP, residents_visible_to, scope_of, under, units_visible_to
 from governance.validators import parse_id
 from grids.api import image_content_type
@@ -29,26 +30,6 @@ from .api import balances_of, schemes_for
 from .models import Account, EntryKind, ObjectionState, RedemptionState, Tally, TallyRun
 
 PAGE_SIZE = 20
-
-
-def _forbidden(request, message, *, back=None):
-    return render(request, "points/forbidden.html", {"message": message, "back": back}, status=403)
-
-
-def _show_error(form, error: DomainError, aliases=None) -> int:
-    """Put a service's refusal next to its field (or above the form); the status code to answer with."""
-    field = getattr(error, "field", None)
-    field = (aliases or {}).get(field, field)
-    form.add_error(field if field in form.fields else None, str(error.message))
-    return error.status_code
-
-
-def _error_summary(form) -> list[str]:
-    lines = []
-    for name, errors in form.errors.items():
-        label = form.fields[name].label if name in form.fields else ""
-        lines += [f"{label}：{e}" if label else str(e) for e in errors]
-    return lines
 
 
 def _with_residents(qs):
@@ -124,7 +105,7 @@ def points_home(request):
     is_staff = _is_staff(scope)
     own = list(Resident.objects.filter(pk__in=scope.resident_ids).select_related("household__building").order_by("id"))
     if not own and not is_staff:
-        return _forbidden(request, _("积分只对居民和街道、社区、网格的工作人员开放。"))
+        return forbidden(request, _("积分只对居民和街道、社区、网格的工作人员开放。"))
     context = {"is_staff": is_staff, "accounts": []}
     for resident in own:
         context["accounts"].append(_account_context(user, resident, request.GET.get("page")))
@@ -166,7 +147,7 @@ def points_resident(request, pk):
             pk=parse_id_or_404(request.POST.get("entry")) or 0,
         )
         if not may_reverse:
-            return _forbidden(
+            return forbidden(
                 request, _("只有本网格的网格员或本社区的工作人员可以冲正该居民的积分。"), back=request.path
             )
         bound_entry, bound_form = entry.pk, forms.ReverseForm(request.POST, prefix=f"e{entry.pk}")
@@ -174,9 +155,9 @@ def points_resident(request, pk):
             try:
                 services.points_reverse(by=user, entry=entry, **bound_form.cleaned_data)
             except NotAllowed as refusal:
-                return _forbidden(request, str(refusal.message), back=request.path)
+                return forbidden(request, str(refusal.message), back=request.path)
             except DomainError as refusal:
-                status = _show_error(bound_form, refusal)
+                status = show_error(bound_form, refusal)
                 error = str(refusal.message)
             else:
                 messages.success(request, _("已冲正该记录，余额已相应调整。"))
@@ -246,7 +227,7 @@ def points_record(request):
     user = request.user
     scope = scope_of(user)
     if not scope.paths(*selectors.RECORDERS):
-        return _forbidden(request, _("只有网格员和社区工作人员可以记分。"))
+        return forbidden(request, _("只有网格员和社区工作人员可以记分。"))
     resident_id = request.POST.get("resident") if request.method == "POST" else request.GET.get("resident")
     if not resident_id:
         return _record_search(request, user)
@@ -260,11 +241,11 @@ def points_record(request):
             try:
                 entry = services.points_record(by=user, resident=resident, **form.cleaned_data)
             except NotAllowed as refusal:
-                return _forbidden(request, str(refusal.message), back=reverse("points-record"))
+                return forbidden(request, str(refusal.message), back=reverse("points-record"))
             except InvalidInput as refusal:
-                status = _show_error(form, refusal, forms.RECORD_FIELD_ALIASES)
+                status = show_error(form, refusal, forms.RECORD_FIELD_ALIASES)
             except DomainError as refusal:  # over a cap, nothing left to deduct, moved out
-                status = _show_error(form, refusal)
+                status = show_error(form, refusal)
                 error = str(refusal.message)
             else:
                 messages.success(
@@ -293,7 +274,7 @@ def points_record(request):
             "balances": balances,
             "form": form,
             "error": error,
-            "errors": _error_summary(form) if form.is_bound and status == 400 else [],
+            "errors": error_summary(form) if form.is_bound and status == 400 else [],
             "photo_dropped": bool(request.FILES) and status != 200,
             "selected_rule": str(form["rule"].value() or ""),
         },
@@ -351,7 +332,7 @@ def _run(request, form, call, *, aliases=None):
     except NotAllowed:
         raise
     except InvalidInput as refusal:
-        return None, _show_error(form, refusal, aliases), None
+        return None, show_error(form, refusal, aliases), None
     except DomainError as refusal:
         form.add_error(None, str(refusal.message))
         return None, refusal.status_code, str(refusal.message)
@@ -480,7 +461,7 @@ def points_shop(request):
     own = list(Resident.objects.filter(pk__in=scope.resident_ids).select_related("household__building").order_by("id"))
     communities = list(_shop_communities(user)[:500])
     if not own and not communities:
-        return _forbidden(request, _("积分超市只对居民和社区工作人员开放。"))
+        return forbidden(request, _("积分超市只对居民和社区工作人员开放。"))
     community = None
     chosen = parse_id_or_404(request.GET.get("community"))
     if chosen:
@@ -495,7 +476,7 @@ def points_shop(request):
         try:
             outcome = _shop_post(request, user, community, own)
         except NotAllowed as refusal:
-            return _forbidden(request, str(refusal.message), back=request.get_full_path())
+            return forbidden(request, str(refusal.message), back=request.get_full_path())
         if not isinstance(outcome, tuple):
             return outcome
         bound, status, error = outcome
@@ -684,7 +665,7 @@ def points_board(request):
     scope = scope_of(user)
     units = _board_units(user)
     if not units and not scope.is_admin:
-        return _forbidden(request, _("积分榜只对居民和街道、社区、网格的工作人员开放。"))
+        return forbidden(request, _("积分榜只对居民和街道、社区、网格的工作人员开放。"))
     params = request.POST if request.method == "POST" else request.GET
     errors = {}
     unit_id = parse_id_or_404(params.get("unit"))
@@ -743,9 +724,9 @@ def points_board(request):
             try:
                 tally.objection_file(by=user, board=board, **form.cleaned_data)
             except NotAllowed as refusal:
-                return _forbidden(request, str(refusal.message), back=request.get_full_path())
+                return forbidden(request, str(refusal.message), back=request.get_full_path())
             except DomainError as refusal:
-                status = _show_error(form, refusal)
+                status = show_error(form, refusal)
                 error = str(refusal.message) if status == 409 else None
             else:
                 messages.success(request, _("异议已提交，社区工作人员会尽快核实处理。"))
@@ -798,7 +779,7 @@ def points_objections(request):
     user = request.user
     scope = scope_of(user)
     if not _is_staff(scope):
-        return _forbidden(request, _("异议处理只对街道、社区、网格的工作人员开放。"))
+        return forbidden(request, _("异议处理只对街道、社区、网格的工作人员开放。"))
     visible = selectors.objections_visible_to(user).select_related(
         "board__unit", "board__scheme", "resident__household__building", "entry__rule", "resolved_by"
     )
@@ -806,15 +787,15 @@ def points_objections(request):
     if request.method == "POST":
         objection = get_object_or_404(visible, pk=parse_id_or_404(request.POST.get("objection")) or 0)
         if not _may_resolve(scope, objection):
-            return _forbidden(request, _("只有该社区的工作人员可以处理积分榜异议。"), back=request.path)
+            return forbidden(request, _("只有该社区的工作人员可以处理积分榜异议。"), back=request.path)
         bound_id, bound_form = objection.pk, forms.ResolveForm(request.POST, prefix=f"o{objection.pk}")
         if bound_form.is_valid():
             try:
                 tally.objection_resolve(by=user, objection=objection, **bound_form.cleaned_data)
             except NotAllowed as refusal:
-                return _forbidden(request, str(refusal.message), back=request.path)
+                return forbidden(request, str(refusal.message), back=request.path)
             except DomainError as refusal:
-                status = _show_error(bound_form, refusal)
+                status = show_error(bound_form, refusal)
                 error = str(refusal.message) if status == 409 else None
             else:
                 messages.success(request, _("异议已处理。"))
@@ -845,13 +826,13 @@ def points_tallies(request):
     user = request.user
     scope = scope_of(user)
     if not _is_staff(scope):
-        return _forbidden(request, _("月度统计只对街道、社区、网格的工作人员开放。"))
+        return forbidden(request, _("月度统计只对街道、社区、网格的工作人员开放。"))
     status = 200
     initial = {"month": f"{tally.previous_month():%Y-%m}"}
     form = forms.TallyRunForm(initial=initial)
     if request.method == "POST":
         if not scope.is_admin:
-            return _forbidden(request, _("只有系统管理员可以运行月度统计。"), back=request.path)
+            return forbidden(request, _("只有系统管理员可以运行月度统计。"), back=request.path)
         form = forms.TallyRunForm(request.POST)
         if form.is_valid():
             month = form.cleaned_data["month"]
@@ -870,7 +851,7 @@ def points_tallies(request):
                         "ms": run.duration_ms or 0,
                     }
             except DomainError as refusal:
-                status = _show_error(form, refusal)
+                status = show_error(form, refusal)
             else:
                 messages.success(request, message)
                 return redirect("points-tallies")

@@ -19,7 +19,7 @@ def test_the_demo_city_has_rules_entries_a_shop_and_a_published_board(db):
     assert Tally.objects.exists() and Board.objects.exists()
     assert Objection.objects.filter(state="open").count() == 1
     resident = User.objects.get(username="resident")
-    assert selectors.accounts_visible_to(resident).filter(balance__gt=0).exists()
+    assert selectors.accounts_visible_to(resident).filter(earned__gt=0).exists()
     assert selectors.boards_visible_to(resident).exists()
     for username in ("grid_worker", "community_staff", "street_staff"):
         assert selectors.entries_visible_to(User.objects.get(username=username)).exists(), username

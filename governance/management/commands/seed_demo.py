@@ -77,12 +77,24 @@ class Scale:
     cases: int = 0
     # Demo point entries recorded through the ledger services (the city scale leaves them to bench/points_city.py).
     points: int = 0
+    # Demo letters to the secretaries, moved through the mailbox's workflow.
+    letters: int = 0
 
 
 SCALES = {
-    "tiny": Scale(streets=2, communities=3, grids=4, buildings=8, households=40, residents=100, cases=12, points=60),
+    "tiny": Scale(
+        streets=2, communities=3, grids=4, buildings=8, households=40, residents=100, cases=12, points=60, letters=18
+    ),
     "demo": Scale(
-        streets=2, communities=6, grids=40, buildings=300, households=5_000, residents=12_000, cases=240, points=2_000
+        streets=2,
+        communities=6,
+        grids=40,
+        buildings=300,
+        households=5_000,
+        residents=12_000,
+        cases=240,
+        points=2_000,
+        letters=160,
     ),
     "city": Scale(streets=12, communities=150, grids=3_500, buildings=20_000, households=400_000, residents=1_000_000),
 }
@@ -392,6 +404,9 @@ POINTS_TABLES = [
 ]
 
 RESET_FIRST = [
+    "mailbox.LetterAttachment",
+    "mailbox.LetterEvent",
+    "mailbox.Letter",
     "grids.CaseSupport",
     "grids.CasePhoto",
     "grids.CaseEvent",
@@ -523,6 +538,11 @@ class CityBuilder:
 
             made = build_demo_cases(count=self.scale.cases, rng=self.rng)
             self.clock.lap(_("网格事件 %(n)d 件") % {"n": made})
+        if self.scale.letters and apps.is_installed("mailbox"):
+            from mailbox.demo import build_demo_letters
+
+            made = build_demo_letters(count=self.scale.letters, rng=self.rng)
+            self.clock.lap(_("书记信箱来信 %(n)d 封") % {"n": made})
         if self.scale.points and apps.is_installed("points"):
             from points.demo import build_demo_points
 

@@ -1,0 +1,452 @@
+"""Pages of the mailbox: the inbox (staff) or "my letters" (residents), writing a letter (phone-first; staff write
+one down for a resident), the letter with its steps and the rating, attachments, the statistics, and the public
+letters (no login).
+
+Every page starts from `selectors.letters_visible_to(user)` (outside it: 404) or `selectors.public_letters()`.
+A service's refusal becomes a page, never a 500: NotAllowed → 403, InvalidInput → the form with the error
+(400), RateLimited → 429, any other DomainError → the page with the message (409).
+"""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from governance.errors import DomainError, InvalidInput, NotAllowed
+from governance.masking import mask_name
+from governance.models import Level, Resident, Role, Unit
+from governance.pages import error_summary, forbidden, show_error
+from governance.selectors import residents_visible_to, scope_of, under, unit_chain
+from governance.validators import parse_id
+from points.views import parse_id_or_404
+
+from . import forms, selectors, services, stats
+from .api import overdue_q
+from .models import OPEN_STATES, LetterState
+
+PAGE_SIZE = 20
+
+
+# --- The inbox / my letters -----------------------------------------------------------------------------------
+
+
+def _mine_q(user):
+    """Letters waiting for me: to accept or assign (my unit's office), to answer (assigned to me or my unit), to
+    sign off (my unit's secretary), to rate or follow up (mine)."""
+    scope = scope_of(user)
+    q = Q(pk__in=[])
+    for path in scope.paths(*selectors.OFFICE_ROLES):
+        q |= Q(unit__path=path, state__in=[LetterState.SUBMITTED, LetterState.ACCEPTED, LetterState.FOLLOW_UP])
+    for path in scope.paths(Role.SECRETARY):
+        q |= Q(unit__path=path, state=LetterState.DRAFTED)
+    assignee = scope.paths(*selectors.ASSIGNEE_ROLES)
+    if assignee:
+        q |= under(assignee, "assignee_unit__path") & Q(state__in=[LetterState.ASSIGNED, LetterState.FOLLOW_UP])
+    if scope.department_ids:
+        q |= Q(assignee_department_id__in=scope.department_ids, state__in=[LetterState.ASSIGNED, LetterState.FOLLOW_UP])
+    if scope.resident_ids:
+        q |= Q(writer_id__in=scope.resident_ids, state=LetterState.REPLIED)
+    return q
+
+
+@login_required
+def letter_list(request):
+    user = request.user
+    scope = scope_of(user)
+    if not (scope.is_staff_member or scope.resident_ids):
+        return forbidden(request, _("书记信箱只对居民和工作人员开放。"))
+    now = timezone.now()
+    staff_view = scope.is_staff_member
+    form = forms.LetterFilterForm(request.GET)
+    form.is_valid()  # a bad filter is shown with its error and ignored; the good ones still apply
+    data = form.cleaned_data
+    letters = selectors.letters_visible_to(user)
+    if data.get("q"):
+        letters = letters.filter(Q(number__icontains=data["q"]) | Q(subject__icontains=data["q"]))
+    for name in ("state", "channel"):
+        if data.get(name):
+            letters = letters.filter(**{name: data[name]})
+    if data.get("category"):
+        letters = letters.filter(category_id=data["category"])
+    if data.get("overdue"):
+        letters = letters.filter(overdue_q(now))
+    if data.get("mine"):
+        letters = letters.filter(_mine_q(user))
+    letters = letters.select_related("unit", "category", "writer").order_by("-created_at", "-id")
+    page = Paginator(letters, PAGE_SIZE).get_page(request.GET.get("page"))
+    for letter in page.object_list:
+        letter.overdue_now = _overdue(letter, now)
+        letter.writer_shown = letter.writer.name if staff_view else mask_name(letter.writer.name)
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(
+        request,
+        "mailbox/list.html",
+        {
+            "form": form,
+            "page": page,
+            "querystring": params.urlencode(),
+            "staff_view": staff_view,
+            "filtered": any(data.get(n) for n in ("q", "state", "channel", "category", "overdue", "mine")),
+        },
+    )
+
+
+def _overdue(letter, now) -> bool:
+    if letter.state == LetterState.SUBMITTED:
+        return bool(letter.accept_deadline and letter.accept_deadline < now)
+    return letter.state in OPEN_STATES and bool(letter.reply_deadline and letter.reply_deadline < now)
+
+
+# --- Writing --------------------------------------------------------------------------------------------------
+
+
+def _may_write_for_others(scope) -> bool:
+    return bool(scope.paths(*selectors.ASSIGNEE_ROLES))
+
+
+@login_required
+def letter_write(request):
+    user = request.user
+    scope = scope_of(user)
+    proxy = _may_write_for_others(scope) and not scope.resident_ids
+    if not scope.resident_ids and not proxy:
+        return forbidden(request, _("只有居民本人，或替居民代写的社区、网格工作人员可以写信。"))
+    writer = None
+    if proxy:
+        resident_id = request.POST.get("writer") if request.method == "POST" else request.GET.get("resident")
+        if not resident_id:
+            return _writer_search(request, user)
+        writer = get_object_or_404(
+            residents_visible_to(user).select_related("household__building"), pk=parse_id_or_404(resident_id)
+        )
+    else:
+        writer = Resident.objects.select_related("household__building").get(pk=scope.resident_ids[0])
+    status, error = 200, None
+    if request.method == "POST":
+        form = forms.LetterWriteForm(request.POST, request.FILES, writer=writer, proxy=proxy)
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            try:
+                letter, created = services.letter_submit(by=user, writer=writer if proxy else None, **data)
+            except NotAllowed as refusal:
+                return forbidden(request, str(refusal.message))
+            except DomainError as refusal:  # bad input (400), too many today (429), moved out (409)
+                status = show_error(form, refusal)
+                error = str(refusal.message)
+            else:
+                if created:
+                    messages.success(
+                        request, _("来信已送达，编号 %(number)s。书记会尽快受理。") % {"number": letter.number}
+                    )
+                else:
+                    messages.info(
+                        request, _("这封信刚才已经送达（编号 %(number)s），没有重复提交。") % {"number": letter.number}
+                    )
+                return redirect(letter)
+        else:
+            status = 400
+    else:
+        form = forms.LetterWriteForm(writer=writer, proxy=proxy)
+    return render(
+        request,
+        "mailbox/write.html",
+        {
+            "form": form,
+            "writer": writer,
+            "proxy": proxy,
+            "error": error,
+            "errors": error_summary(form) if form.is_bound and status == 400 else [],
+            "files_dropped": bool(request.FILES) and status != 200,
+            "accept_days": settings.MAILBOX_ACCEPT_DAYS,
+            "reply_days": settings.MAILBOX_REPLY_DAYS,
+        },
+        status=status,
+    )
+
+
+def _writer_search(request, user):
+    form = forms.ResidentSearchForm(request.GET)
+    form.is_valid()
+    q = form.cleaned_data.get("q", "").strip()
+    results = None
+    if q:
+        found = (
+            residents_visible_to(user)
+            .filter(moved_out_on=None)
+            .filter(Q(name__icontains=q) | Q(household__room__icontains=q))
+            .select_related("household__building")
+            .order_by("household__building__path", "household__room", "id")
+        )
+        results = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "mailbox/write_search.html", {"form": form, "q": q, "results": results})
+
+
+# --- The letter -------------------------------------------------------------------------------------------------
+
+
+def _visible_letter(user, pk):
+    return get_object_or_404(
+        selectors.letters_visible_to(user)
+        .select_related(
+            "unit",
+            "category",
+            "writer__household__building",
+            "assignee_unit",
+            "assignee_department",
+            "case",
+            "replied_by",
+            "drafted_by",
+            "submitted_by",
+        )
+        .prefetch_related("attachments"),
+        pk=pk,
+    )
+
+
+def _step_form(name, letter, user, preview, *args):
+    kwargs = {"letter": letter, "user": user, "auto_id": f"id_{name}_%s"}
+    if name in forms.WITH_PREVIEW:
+        kwargs["preview"] = preview
+    return forms.STEP_FORMS[name](*args, **kwargs)
+
+
+def _state_label(state):
+    return LetterState(state).label if state in LetterState.values else state
+
+
+def _timeline(letter, viewer_is_staff):
+    events = list(letter.events.select_related("actor").prefetch_related("attachments").order_by("created_at", "id"))
+
+    def actor(event):
+        if not event.actor_id:
+            return _("系统")
+        if event.actor_id == letter.submitted_by_id and event.action == "submit" and not viewer_is_staff:
+            return _("本人") if letter.intake == "online" else event.actor.display_name
+        return event.actor.display_name
+
+    rows = []
+    for event in events:
+        details = []
+        data = event.data or {}
+        if data.get("stars"):
+            details.append((_("星级"), "★" * int(data["stars"])))
+        for key, label in (("unit", _("承办单位")), ("department", _("承办部门")), ("case", _("转办事件"))):
+            if data.get(key):
+                details.append((label, data[key]))
+        if "approved" in data:
+            details.append((_("审签结果"), _("同意") if data["approved"] else _("退回修改")))
+        note = event.note
+        internal = (
+            data.get("draft") or event.action == "assign" or (event.action == "sign-off" and not data.get("approved"))
+        )
+        if internal and not viewer_is_staff:
+            note = ""  # drafts, assignment notes and sent-back drafts are between the staff
+        rows.append(
+            {
+                "event": event,
+                "label": _("答复（草稿）") if data.get("draft") else services.LETTER_FLOW.label(event.action),
+                "actor": actor(event),
+                "from_state": _state_label(event.from_state) if event.from_state != event.to_state else "",
+                "to_state": _state_label(event.to_state) if event.from_state != event.to_state else "",
+                "note": note,
+                "details": details,
+                "attachments": list(event.attachments.all()),
+            }
+        )
+    return rows
+
+
+@login_required
+def letter_detail(request, pk):
+    user = request.user
+    letter = _visible_letter(user, pk)
+    scope = scope_of(user)
+    is_secretary = selectors.is_secretary(scope, letter)
+    preview = services.redaction_preview(letter) if is_secretary else None
+    bound_name, bound_form, error, status = None, None, None, 200
+    if request.method == "POST":
+        name = request.POST.get("action", "")
+        if name not in forms.STEP_FORMS:
+            error, status = _("未知的操作。"), 400
+        elif not selectors.may(user, letter, name):
+            label = services.LETTER_FLOW.label(name)
+            return forbidden(
+                request,
+                _("您的角色不能对此来信执行「%(action)s」。") % {"action": label},
+                back=letter.get_absolute_url(),
+            )
+        else:
+            bound_name = name
+            bound_form = _step_form(name, letter, user, preview, request.POST, request.FILES)
+            if bound_form.is_valid():
+                service = getattr(services, "letter_" + name.replace("-", "_"))
+                try:
+                    service(letter=letter, by=user, **bound_form.cleaned_data)
+                except NotAllowed as refusal:
+                    return forbidden(request, str(refusal.message), back=letter.get_absolute_url())
+                except DomainError as refusal:
+                    status = show_error(bound_form, refusal)
+                    error = str(refusal.message)
+                else:
+                    label = services.LETTER_FLOW.label(name)
+                    messages.success(request, _("「%(action)s」已完成。") % {"action": label})
+                    return redirect(letter)
+            else:
+                status = 400
+                error = _("请检查填写的内容：") + "；".join(error_summary(bound_form))
+
+    steps = []
+    names = selectors.actions_for(user, letter)
+    main = [n for n in names if n not in ("unpublish", "make-private", "publish")]
+    for name in names:
+        form = bound_form if name == bound_name else _step_form(name, letter, user, preview)
+        steps.append(
+            {
+                "name": name,
+                "label": services.LETTER_FLOW.label(name),
+                "form": form,
+                "open": name == bound_name or (bound_name is None and main == [name]),
+                "multipart": form.is_multipart(),
+            }
+        )
+    staff_view = scope.is_staff_member
+    writer = letter.writer
+    now = timezone.now()
+    return render(
+        request,
+        "mailbox/detail.html",
+        {
+            "letter": letter,
+            "staff_view": staff_view,
+            "writer_name": writer.name if staff_view or selectors.is_writer(scope, letter) else mask_name(writer.name),
+            "writer_phone": selectors.writer_phone_for(user, letter) if staff_view else "",
+            "overdue_now": _overdue(letter, now),
+            "attachments": [a for a in letter.attachments.all() if a.event_id is None or staff_view],
+            "timeline": _timeline(letter, staff_view),
+            "steps": steps,
+            "preview": preview if letter.allow_publication else None,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+@login_required
+def letter_attachment(request, pk, attachment_pk):
+    from .api import attachment_response
+
+    letter = get_object_or_404(selectors.letters_visible_to(request.user), pk=pk)
+    return attachment_response(letter, attachment_pk)
+
+
+# --- Statistics ------------------------------------------------------------------------------------------------
+
+
+def _pct(rate):
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _shown(row: dict) -> dict:
+    shown = dict(row)
+    for key, value in row.items():
+        if key.endswith("_rate"):
+            shown[key] = _pct(value)
+        elif key == "rating_avg":
+            shown[key] = "—" if value is None else f"{value:.2f}"
+    return shown
+
+
+@login_required
+def letter_stats(request):
+    user = request.user
+    errors, figures, unit, status = {}, None, None, 200
+    month_value = request.GET.get("month", "")
+    try:
+        month = stats.parse_month(month_value)
+        unit = stats.stats_unit_for(user, parse_id(request.GET.get("unit"), field="unit"))
+        figures = stats.letter_stats(unit=unit, month=month)
+    except NotAllowed as refusal:
+        return forbidden(request, str(refusal.message))
+    except InvalidInput as refusal:
+        errors[refusal.field or "unit"] = str(refusal.message)
+        status = 400 if request.GET else 200
+    scope = scope_of(user)
+    if scope.is_admin:
+        options = list(Unit.objects.filter(level=Level.STREET).order_by("path")[:200])
+    else:
+        options = list(
+            Unit.objects.filter(
+                path__in=scope.paths(*selectors.OFFICE_ROLES), level__in=[Level.STREET, Level.COMMUNITY]
+            ).order_by("path")
+        )
+    chain = []
+    if unit is not None:
+        chain = [u for u in unit_chain(unit) if scope.is_admin or scope.covers(u.path, *selectors.OFFICE_ROLES)]
+        if all(u.pk != unit.pk for u in options):
+            options.append(unit)
+    context = {"errors": errors, "unit": unit, "unit_options": options, "chain": chain, "month": month_value}
+    if figures:
+        trend = [_shown(row) for row in figures["trend"]]
+        most = max([row["received"] for row in figures["trend"]] + [1])
+        for row, raw in zip(trend, figures["trend"], strict=True):
+            row["bar"] = round(100 * raw["received"] / most)
+        context.update(
+            {
+                "month": figures["month"],
+                "summary": _shown(figures["summary"]),
+                "by_category": [_shown(r) for r in figures["by_category"]],
+                "by_unit": [_shown(r) for r in figures["by_unit"]],
+                "trend": trend,
+                "secretaries": [
+                    {**person, "months": [_shown(m) for m in person["months"]]} for person in figures["secretaries"]
+                ],
+            }
+        )
+    return render(request, "mailbox/stats.html", context, status=status)
+
+
+# --- The public letters (no login) --------------------------------------------------------------------------------
+
+
+def public_letter_list(request):
+    letters = selectors.public_letters().select_related("writer", "unit", "category").order_by("-published_at", "-id")
+    unit = None
+    unit_id = request.GET.get("unit")
+    if unit_id:
+        try:
+            unit = Unit.objects.filter(pk=parse_id(unit_id, field="unit")).first()
+        except InvalidInput:
+            unit = None
+        letters = letters.filter(unit__path__startswith=unit.path) if unit else letters.none()
+    page = Paginator(letters, PAGE_SIZE).get_page(request.GET.get("page"))
+    for letter in page.object_list:
+        letter.writer_shown = mask_name(letter.writer.name)
+    streets = list(Unit.objects.filter(level=Level.STREET).order_by("path").only("id", "name")[:100])
+    figures = selectors.public_letters()
+    if unit is not None:
+        figures = figures.filter(unit__path__startswith=unit.path)
+    return render(
+        request,
+        "mailbox/public_list.html",
+        {"page": page, "unit": unit, "streets": streets, "summary": _public_summary(figures)},
+    )
+
+
+def _public_summary(letters) -> dict:
+    counts = letters.aggregate(
+        published=Count("id"),
+        rated=Count("id", filter=Q(rating__isnull=False)),
+        satisfied=Count("id", filter=Q(rating__gte=4)),
+    )
+    counts["satisfaction"] = _pct(counts["satisfied"] / counts["rated"]) if counts["rated"] else "—"
+    return counts
+
+
+def public_letter_detail(request, pk):
+    letter = get_object_or_404(selectors.public_letters().select_related("writer", "unit", "category"), pk=pk)
+    return render(request, "mailbox/public_detail.html", {"letter": letter, "writer": mask_name(letter.writer.name)})
