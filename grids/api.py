@@ -168,6 +168,7 @@ class CaseSerializer(CaseListSerializer):
     duplicate_of = serializers.CharField(source="duplicate_of.number", default=None)
     photos = PhotoSerializer(many=True)
     dispatches = DispatchSerializer(many=True)
+    letter = serializers.SerializerMethodField()
     actions = serializers.SerializerMethodField()
 
     class Meta(CaseListSerializer.Meta):
@@ -197,8 +198,14 @@ class CaseSerializer(CaseListSerializer):
             "rated_at",
             "photos",
             "dispatches",
+            "letter",
             "actions",
         ]
+
+    def get_letter(self, case) -> dict | None:
+        """The secretary-mailbox letter this case was turned from, if any (the link both ways)."""
+        letter = getattr(case, "letter", None)
+        return {"id": letter.pk, "number": letter.number} if letter is not None else None
 
     def get_reporter(self, case) -> dict:
         return {"id": case.reporter_id, "name": case.reporter.display_name}
@@ -463,9 +470,9 @@ class CaseViewSet(
             "category__parent", "grid", "holder_unit", "holder_department"
         )
         if self.detail:
-            qs = qs.select_related("building", "reporter", "affected_resident", "duplicate_of").prefetch_related(
-                "photos", "dispatches__department"
-            )
+            qs = qs.select_related(
+                "building", "reporter", "affected_resident", "duplicate_of", "letter"
+            ).prefetch_related("photos", "dispatches__department")
         return qs.order_by("-created_at", "-id")
 
     def get_serializer_class(self):

@@ -155,6 +155,7 @@ def _visible_case(user, pk):
             "holder_unit",
             "holder_department",
             "duplicate_of",
+            "letter",
         )
         .prefetch_related("photos", "dispatches__department"),
         pk=pk,

@@ -254,3 +254,28 @@ def test_the_demo_city_has_letters_in_every_state(db):
     assert letters_visible_to(User.objects.get(username="secretary")).exists()
     call_command("seed_demo", "--reset", "--scale", "tiny", "--password", "pw-123456", stdout=io.StringIO())
     assert Letter.objects.exists()
+
+
+def test_the_case_a_letter_became_links_back_to_it(browser, api, make_letter, secretary, city, community_staff):
+    from grids.models import CaseCategory
+
+    category = CaseCategory.objects.get(code="public-streetlight")
+    letter = services.letter_assign(letter=make_letter("accepted"), by=secretary, case_grid=city.g1, case_category=category)
+    page = browser(community_staff).get(f"/cases/{letter.case_id}/").content.decode()
+    assert f'href="/mailbox/{letter.pk}/"' in page and letter.number in page
+    assert api(community_staff).get(f"/api/v1/cases/{letter.case_id}/").json()["letter"] == {
+        "id": letter.pk,
+        "number": letter.number,
+    }
+    letter_page = browser(secretary).get(f"/mailbox/{letter.pk}/").content.decode()
+    assert f'href="/cases/{letter.case_id}/"' in letter_page
+
+
+def test_what_residents_write_is_shown_as_text_never_as_html(browser, make_letter, secretary):
+    letter = make_letter(
+        "closed", allow_publication=True, subject="<b>标题</b>", body='<script>alert("x")</script><img src=x onerror=1>'
+    )
+    for client, url in ((browser(secretary), f"/mailbox/{letter.pk}/"), (browser(), f"/public/letters/{letter.pk}/")):
+        html = client.get(url).content.decode()
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b>标题</b>" not in html
+        assert "&lt;script&gt;" in html
