@@ -182,3 +182,50 @@ class DeadlineField(serializers.DateTimeField):
             moment = dt.datetime.combine(day, dt.time(close_hour, close_minute))
             return timezone.make_aware(moment, timezone.get_default_timezone())
         return super().to_internal_value(value)
+
+
+class WorkflowEventSerializer(serializers.ModelSerializer):
+    """One row of an object's event log (`governance.workflow`), for cases and letters alike. Subclasses set
+    `flow` and `Meta.model`. The context's `named` (a set of user ids, or None for everyone) says whose names
+    the caller may read; anyone else appears as "a resident"."""
+
+    flow = None
+    actor = serializers.SerializerMethodField()
+    action_display = serializers.SerializerMethodField()
+    from_state_display = serializers.SerializerMethodField()
+    to_state_display = serializers.SerializerMethodField()
+
+    class Meta:
+        fields = [
+            "id",
+            "action",
+            "action_display",
+            "actor",
+            "created_at",
+            "from_state",
+            "from_state_display",
+            "to_state",
+            "to_state_display",
+            "note",
+            "data",
+        ]
+
+    def get_actor(self, event) -> dict | None:
+        if not event.actor_id:
+            return None
+        named = self.context.get("named")
+        if named is not None and event.actor_id not in named:
+            return {"id": None, "name": _("居民")}
+        return {"id": event.actor_id, "name": event.actor.display_name}
+
+    def get_action_display(self, event) -> str:
+        return self.flow.label(event.action)
+
+    def _state(self, value) -> str:
+        return self.flow.states(value).label if value in self.flow.states.values else ""
+
+    def get_from_state_display(self, event) -> str:
+        return self._state(event.from_state)
+
+    def get_to_state_display(self, event) -> str:
+        return self._state(event.to_state)

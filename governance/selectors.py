@@ -146,6 +146,14 @@ def residents_visible_to(user) -> QuerySet[Resident]:
     return Resident.objects.filter(under(scope.paths(), "household__building__path") | Q(pk__in=scope.resident_ids))
 
 
+def residents_matching(queryset: QuerySet[Resident], q: str) -> QuerySet[Resident]:
+    """The residents of `queryset` whose name or room contains `q`, in the order of their buildings and rooms."""
+    q = (q or "").strip()
+    if q:
+        queryset = queryset.filter(Q(name__icontains=q) | Q(household__room__icontains=q))
+    return queryset.select_related("household__building").order_by("household__building__path", "household__room", "id")
+
+
 def departments_visible_to(user) -> QuerySet[Department]:
     scope = scope_of(user)
     if scope.is_staff_member:

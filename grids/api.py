@@ -9,7 +9,7 @@ import django_filters
 from django.db.models import Exists, OuterRef, Q
 from django.http import FileResponse, Http404
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from PIL import Image
 from rest_framework import mixins, parsers, serializers, viewsets
@@ -17,7 +17,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import DeadlineField, ScopedMixin, TransitionsMixin, add_transition_routes
+from governance.api_base import (
+    DeadlineField,
+    ScopedMixin,
+    TransitionsMixin,
+    WorkflowEventSerializer,
+    add_transition_routes,
+)
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
 from governance.validators import MAX_ID, parse_id
@@ -301,46 +307,13 @@ class EmptySerializer(serializers.Serializer):
     pass
 
 
-class EventSerializer(serializers.ModelSerializer):
-    actor = serializers.SerializerMethodField()
-    action_display = serializers.SerializerMethodField()
-    from_state_display = serializers.SerializerMethodField()
-    to_state_display = serializers.SerializerMethodField()
+class EventSerializer(WorkflowEventSerializer):
+    flow = services.CASE_FLOW
     photos = PhotoSerializer(many=True)
 
-    class Meta:
+    class Meta(WorkflowEventSerializer.Meta):
         model = CaseEvent
-        fields = [
-            "id",
-            "action",
-            "action_display",
-            "actor",
-            "created_at",
-            "from_state",
-            "from_state_display",
-            "to_state",
-            "to_state_display",
-            "note",
-            "data",
-            "photos",
-        ]
-
-    def get_actor(self, event) -> dict | None:
-        if not event.actor_id:
-            return None
-        named = self.context.get("named")
-        if named is not None and event.actor_id not in named:
-            return {"id": None, "name": gettext("居民")}
-        return {"id": event.actor_id, "name": event.actor.display_name}
-
-    def get_action_display(self, event) -> str:
-        return services.CASE_FLOW.label(event.action)
-
-    def get_from_state_display(self, event) -> str:
-        return CaseState(event.from_state).label if event.from_state else ""
-
-    def get_to_state_display(self, event) -> str:
-        return CaseState(event.to_state).label if event.to_state else ""
+        fields = WorkflowEventSerializer.Meta.fields + ["photos"]
 
 
 class GridSubtreeFilter(UnitSubtreeFilter):

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Unit
-from governance.pages import error_summary, forbidden, show_error
+from governance.pages import StepOutcome, error_summary, forbidden, show_error, step_panels, take_step
 from governance.selectors import scope_of, unit_chain
 from governance.validators import parse_id
 
@@ -220,6 +220,7 @@ def _timeline(case, viewer, viewer_is_staff):
             "actor": actor(event),
             "from_state": _state_label(event.from_state) if event.from_state != event.to_state else "",
             "to_state": _state_label(event.to_state) if event.from_state != event.to_state else "",
+            "note": event.note,
             "details": _event_details(event.data or {}),
             "photos": list(event.photos.all()),
         }
@@ -231,51 +232,32 @@ def _timeline(case, viewer, viewer_is_staff):
 def case_detail(request, pk):
     user = request.user
     case = _visible_case(user, pk)
-    bound_name, bound_form, error, status = None, None, None, 200
-    if request.method == "POST":
-        name = request.POST.get("action", "")
-        if name not in forms.STEP_FORMS:
-            error, status = _("未知的操作。"), 400
-        elif not selectors.may(user, case, name):
-            label = services.CASE_FLOW.label(name)
-            return forbidden(
-                request, _("您的角色不能对此事件执行「%(action)s」。") % {"action": label}, back=case.get_absolute_url()
-            )
-        else:
-            bound_name, bound_form = name, _step_form(name, case, user, request.POST, request.FILES)
-            if bound_form.is_valid():
-                service = getattr(services, "case_" + name.replace("-", "_"))
-                try:
-                    service(case=case, by=user, **bound_form.cleaned_data)
-                except NotAllowed as refusal:
-                    return forbidden(request, str(refusal.message), back=case.get_absolute_url())
-                except DomainError as refusal:
-                    status = show_error(bound_form, refusal)
-                    error = str(refusal.message)
-                else:
-                    label = services.CASE_FLOW.label(name)
-                    messages.success(request, _("「%(action)s」已完成。") % {"action": label})
-                    return redirect(case)
-            else:
-                status = 400
-                error = _("请检查填写的内容：") + "；".join(error_summary(bound_form))
 
-    now = timezone.now()
-    steps = []
-    names = selectors.actions_for(user, case)
-    # With a single step to take besides talking (a resident's rating, say), show its form at once.
-    main = [name for name in names if name not in ("comment", "support")]
-    for name in names:
-        form = bound_form if name == bound_name else _step_form(name, case, user)
-        steps.append(
-            {
-                "name": name,
-                "label": services.CASE_FLOW.label(name),
-                "form": form,
-                "open": name == bound_name or (bound_name is None and main == [name]),
-                "multipart": form.is_multipart(),
-            }
+    def make_form(name, *args):
+        return _step_form(name, case, user, *args)
+
+    outcome = StepOutcome()
+    if request.method == "POST":
+        outcome = take_step(
+            request,
+            obj=case,
+            flow=services.CASE_FLOW,
+            step_forms=forms.STEP_FORMS,
+            may=selectors.may,
+            make_form=make_form,
+            service_for=lambda name: getattr(services, "case_" + name.replace("-", "_")),
+            object_kwarg="case",
         )
+        if outcome.response is not None:
+            return outcome.response
+    now = timezone.now()
+    steps = step_panels(
+        selectors.actions_for(user, case),
+        flow=services.CASE_FLOW,
+        make_form=make_form,
+        outcome=outcome,
+        quiet=("comment", "support"),
+    )
     supported = any(s["name"] == "support" for s in steps) and case.supports.filter(user=user).exists()
     scope = scope_of(user)
     is_staff = scope.is_staff_member
@@ -293,9 +275,9 @@ def case_detail(request, pk):
             "show_resident": is_staff or case.affected_resident_id in scope.resident_ids,
             "steps": steps,
             "supported": supported,
-            "error": error,
+            "error": outcome.error,
         },
-        status=status,
+        status=outcome.status,
     )
 
 

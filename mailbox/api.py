@@ -19,7 +19,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import DeadlineField, ScopedMixin, TransitionsMixin, add_transition_routes
+from governance.api_base import (
+    DeadlineField,
+    ScopedMixin,
+    TransitionsMixin,
+    WorkflowEventSerializer,
+    add_transition_routes,
+)
 from governance.errors import NotAllowed
 from governance.masking import mask_name
 from governance.models import Department, Resident, Unit
@@ -279,41 +285,11 @@ class RateSerializer(NoteSerializer):
     stars = serializers.IntegerField(min_value=1, max_value=5)
 
 
-class LetterEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SerializerMethodField()
-    action_display = serializers.SerializerMethodField()
-    from_state_display = serializers.SerializerMethodField()
-    to_state_display = serializers.SerializerMethodField()
+class LetterEventSerializer(WorkflowEventSerializer):
+    flow = services.LETTER_FLOW
 
-    class Meta:
+    class Meta(WorkflowEventSerializer.Meta):
         model = LetterEvent
-        fields = [
-            "id",
-            "action",
-            "action_display",
-            "actor",
-            "from_state",
-            "from_state_display",
-            "to_state",
-            "to_state_display",
-            "note",
-            "data",
-            "created_at",
-        ]
-
-    def get_actor(self, event) -> dict | None:
-        if not event.actor_id:
-            return None
-        return {"id": event.actor_id, "name": event.actor.display_name}
-
-    def get_action_display(self, event) -> str:
-        return services.LETTER_FLOW.label(event.action)
-
-    def get_from_state_display(self, event) -> str:
-        return LetterState(event.from_state).label if event.from_state in LetterState.values else ""
-
-    def get_to_state_display(self, event) -> str:
-        return LetterState(event.to_state).label if event.to_state in LetterState.values else ""
 
 
 class LetterFilter(django_filters.FilterSet):

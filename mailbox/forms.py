@@ -101,10 +101,6 @@ class LetterWriteForm(forms.Form):
         return self.units[value]
 
 
-class ResidentSearchForm(forms.Form):
-    q = forms.CharField(label=_("查找来信的居民（姓名或房号）"), required=False, max_length=50)
-
-
 # --- The inbox's filters --------------------------------------------------------------------------------------
 
 

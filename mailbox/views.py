@@ -19,7 +19,15 @@ from django.utils.translation import gettext as _
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Role, Unit
-from governance.pages import error_summary, forbidden, show_error
+from governance.pages import (
+    StepOutcome,
+    error_summary,
+    forbidden,
+    resident_search,
+    show_error,
+    step_panels,
+    take_step,
+)
 from governance.selectors import residents_visible_to, scope_of, under, unit_chain
 from governance.validators import parse_id
 from points.views import parse_id_or_404
@@ -170,20 +178,9 @@ def letter_write(request):
 
 
 def _writer_search(request, user):
-    form = forms.ResidentSearchForm(request.GET)
-    form.is_valid()
-    q = form.cleaned_data.get("q", "").strip()
-    results = None
-    if q:
-        found = (
-            residents_visible_to(user)
-            .filter(moved_out_on=None)
-            .filter(Q(name__icontains=q) | Q(household__room__icontains=q))
-            .select_related("household__building")
-            .order_by("household__building__path", "household__room", "id")
-        )
-        results = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "mailbox/write_search.html", {"form": form, "q": q, "results": results})
+    residents = residents_visible_to(user).filter(moved_out_on=None)
+    context = resident_search(request, residents, label=_("查找来信的居民（姓名或房号）"), page_size=PAGE_SIZE)
+    return render(request, "mailbox/write_search.html", context)
 
 
 # --- The letter -------------------------------------------------------------------------------------------------
@@ -255,7 +252,8 @@ def _timeline(letter, viewer_is_staff):
                 "to_state": _state_label(event.to_state) if event.from_state != event.to_state else "",
                 "note": note,
                 "details": details,
-                "attachments": list(event.attachments.all()),
+                "photos": [a for a in event.attachments.all() if a.kind == "image"],
+                "files": [a for a in event.attachments.all() if a.kind == "pdf"],
             }
         )
     return rows
@@ -268,52 +266,31 @@ def letter_detail(request, pk):
     scope = scope_of(user)
     is_secretary = selectors.is_secretary(scope, letter)
     preview = services.redaction_preview(letter) if is_secretary else None
-    bound_name, bound_form, error, status = None, None, None, 200
-    if request.method == "POST":
-        name = request.POST.get("action", "")
-        if name not in forms.STEP_FORMS:
-            error, status = _("未知的操作。"), 400
-        elif not selectors.may(user, letter, name):
-            label = services.LETTER_FLOW.label(name)
-            return forbidden(
-                request,
-                _("您的角色不能对此来信执行「%(action)s」。") % {"action": label},
-                back=letter.get_absolute_url(),
-            )
-        else:
-            bound_name = name
-            bound_form = _step_form(name, letter, user, preview, request.POST, request.FILES)
-            if bound_form.is_valid():
-                service = getattr(services, "letter_" + name.replace("-", "_"))
-                try:
-                    service(letter=letter, by=user, **bound_form.cleaned_data)
-                except NotAllowed as refusal:
-                    return forbidden(request, str(refusal.message), back=letter.get_absolute_url())
-                except DomainError as refusal:
-                    status = show_error(bound_form, refusal)
-                    error = str(refusal.message)
-                else:
-                    label = services.LETTER_FLOW.label(name)
-                    messages.success(request, _("「%(action)s」已完成。") % {"action": label})
-                    return redirect(letter)
-            else:
-                status = 400
-                error = _("请检查填写的内容：") + "；".join(error_summary(bound_form))
 
-    steps = []
-    names = selectors.actions_for(user, letter)
-    main = [n for n in names if n not in ("unpublish", "make-private", "publish")]
-    for name in names:
-        form = bound_form if name == bound_name else _step_form(name, letter, user, preview)
-        steps.append(
-            {
-                "name": name,
-                "label": services.LETTER_FLOW.label(name),
-                "form": form,
-                "open": name == bound_name or (bound_name is None and main == [name]),
-                "multipart": form.is_multipart(),
-            }
+    def make_form(name, *args):
+        return _step_form(name, letter, user, preview, *args)
+
+    outcome = StepOutcome()
+    if request.method == "POST":
+        outcome = take_step(
+            request,
+            obj=letter,
+            flow=services.LETTER_FLOW,
+            step_forms=forms.STEP_FORMS,
+            may=selectors.may,
+            make_form=make_form,
+            service_for=lambda name: getattr(services, "letter_" + name.replace("-", "_")),
+            object_kwarg="letter",
         )
+        if outcome.response is not None:
+            return outcome.response
+    steps = step_panels(
+        selectors.actions_for(user, letter),
+        flow=services.LETTER_FLOW,
+        make_form=make_form,
+        outcome=outcome,
+        quiet=("unpublish", "make-private", "publish"),
+    )
     staff_view = scope.is_staff_member
     writer = letter.writer
     now = timezone.now()
@@ -330,9 +307,9 @@ def letter_detail(request, pk):
             "timeline": _timeline(letter, staff_view),
             "steps": steps,
             "preview": preview if letter.allow_publication else None,
-            "error": error,
+            "error": outcome.error,
         },
-        status=status,
+        status=outcome.status,
     )
 
 

@@ -6,6 +6,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from governance import forms as governance_forms
 from governance.errors import InvalidInput
 from grids.stats import parse_month
 
@@ -31,13 +32,7 @@ class PhotoInput(forms.ClearableFileInput):
         super().__init__({"accept": "image/*", "capture": "environment", **(attrs or {})})
 
 
-class ResidentSearchForm(forms.Form):
-    q = forms.CharField(
-        label=_("姓名或房号"),
-        required=False,
-        max_length=50,
-        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "placeholder": _("例如：张 或 101")}),
-    )
+ResidentSearchForm = governance_forms.ResidentSearchForm
 
 
 # --- Recording ---------------------------------------------------------------------------------------------

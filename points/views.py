@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit
-from governance.pages import error_summary, forbidden, show_error
+from governance.pages import error_summary, forbidden, resident_search, show_error
 from governance.selectors import STEP, residents_visible_to, scope_of, under, units_visible_to
 from governance.validators import parse_id
 from grids.api import image_content_type
@@ -283,19 +283,8 @@ def points_record(request):
 
 
 def _record_search(request, user):
-    form = forms.ResidentSearchForm(request.GET)
-    form.is_valid()
-    q = form.cleaned_data.get("q", "").strip()
-    results = None
-    if q:
-        found = (
-            _recordable_residents(user)
-            .filter(Q(name__icontains=q) | Q(household__room__icontains=q))
-            .select_related("household__building")
-            .order_by("household__building__path", "household__room", "id")
-        )
-        results = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "points/record_search.html", {"form": form, "q": q, "results": results})
+    context = resident_search(request, _recordable_residents(user), page_size=PAGE_SIZE)
+    return render(request, "points/record_search.html", context)
 
 
 # --- The points supermarket ---------------------------------------------------------------------------------

@@ -260,7 +260,9 @@ def test_the_case_a_letter_became_links_back_to_it(browser, api, make_letter, se
     from grids.models import CaseCategory
 
     category = CaseCategory.objects.get(code="public-streetlight")
-    letter = services.letter_assign(letter=make_letter("accepted"), by=secretary, case_grid=city.g1, case_category=category)
+    letter = services.letter_assign(
+        letter=make_letter("accepted"), by=secretary, case_grid=city.g1, case_category=category
+    )
     page = browser(community_staff).get(f"/cases/{letter.case_id}/").content.decode()
     assert f'href="/mailbox/{letter.pk}/"' in page and letter.number in page
     assert api(community_staff).get(f"/api/v1/cases/{letter.case_id}/").json()["letter"] == {
