@@ -22,8 +22,9 @@ Then `VACUUM ANALYZE`.
 It times, in the same run: `tally_month` for the previous month (the beat's job: the whole ledger up to its
 end) and for a month 18 months earlier — a first run (the month's rows deleted and vacuumed away beforehand, not
 timed) and a re-run with nothing changed —, each beside the raw aggregate of the same month
-(`points.tally.SUMS_SQL`: the GROUP BY per account with the same sums and the same `work_mem`, reduced
-server-side to one row so that no million rows cross the wire); the re-tally of one community after an objection
+(`points.tally.LEDGER_SUMS_SQL`: the GROUP BY per account over the ledger up to the month's end, with the same
+sums and the same `work_mem`, reduced server-side to one row so that no million rows cross the wire; and the
+tally's own sums, `SUMS_SQL`, which read the month's and later entries only); the re-tally of one community after an objection
 (`retally_community`); `boards_publish_all`; and the board of a community: `board_rows` and
 `/api/v1/points/boards/?month=&unit=&scheme=` as its staff.
 """
@@ -161,11 +162,12 @@ BUILD_SQL = [
     # Accounts with their balances and running totals as `services.post` keeps them (a reversal takes back what
     # its original added).
     """
-    INSERT INTO points_account (id, resident_id, scheme_id, balance, earned, deducted, redeemed, updated_at)
+    INSERT INTO points_account
+      (id, resident_id, scheme_id, balance, earned, deducted, redeemed, first_entry_on, updated_at)
     SELECT a.id, a.resident_id, a.scheme_id, coalesce(s.balance, 0), coalesce(s.earned, 0),
-      coalesce(s.deducted, 0), coalesce(s.redeemed, 0), now()
+      coalesce(s.deducted, 0), coalesce(s.redeemed, 0), s.first_on, now()
     FROM bench_acct a LEFT JOIN (
-      SELECT e.account_id, sum(e.points) AS balance,
+      SELECT e.account_id, sum(e.points) AS balance, min(e.occurred_on) AS first_on,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'award' THEN e.points ELSE 0 END) AS earned,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'deduction' THEN -e.points ELSE 0 END) AS deducted,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'redemption' THEN -e.points ELSE 0 END) AS redeemed
@@ -264,9 +266,12 @@ def ledger_figures():
 # --- The raw aggregate ---------------------------------------------------------------------------------------------
 
 
-def raw_aggregate(month: dt.date):
-    """The per-account sums of the tally, computed in full, reduced to one row on the server."""
-    sql = f"SELECT count(*), sum(earned), sum(deducted), sum(redeemed), sum(balance) FROM ({tally.SUMS_SQL}) s"
+def raw_aggregate(month: dt.date, sql_of_sums=None):
+    """The month's per-account figures as one would write them by hand (`points.tally.LEDGER_SUMS_SQL`: the whole
+    ledger up to the month's end, grouped by account), computed in full, reduced to one row on the server. With
+    `sql_of_sums=tally.SUMS_SQL`: the tally's own sums (the month's and the later entries, and kept balances)."""
+    sums = sql_of_sums or tally.LEDGER_SUMS_SQL
+    sql = f"SELECT count(*), sum(earned), sum(deducted), sum(redeemed), sum(balance) FROM ({sums}) s"
     with transaction.atomic(), connection.cursor() as cursor:
         tally.set_work_mem(cursor)  # the tally's own setting, so that both plan alike
         cursor.execute(sql, tally.tally_params(month))
@@ -328,6 +333,8 @@ def main():
     months = [previous] if options.skip_middle else [previous, add_months(previous, -18)]
     for month in months:
         raw = timed(lambda m=month: raw_aggregate(m))
+        own = timed(lambda m=month: raw_aggregate(m, tally.SUMS_SQL))
+        rows.append((f"the tally's own sums of {month:%Y-%m} (kept balances, no writing)", own, raw))
         first_runs = []
         for _ in range(RUNS):
             forget_month(month)

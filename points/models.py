@@ -91,6 +91,8 @@ class Account(models.Model):
     earned = models.IntegerField(_("累计获得"), default=0)
     deducted = models.IntegerField(_("累计扣除"), default=0)
     redeemed = models.IntegerField(_("累计兑换"), default=0)
+    # The earliest day an entry of the account is dated: the first month the tally counts it in.
+    first_entry_on = models.DateField(_("首笔记录日期"), null=True, blank=True)
     updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
 
     class Meta:
@@ -279,16 +281,41 @@ class TallyRun(models.Model):
         return f"{self.month:%Y-%m} {self.started_at:%Y-%m-%d %H:%M}"
 
 
+# The most places a board shows (its API caps `limit` at this, see points.api).
+BOARD_MAX_ROWS = 100
+
+# The references of the tallies (derived data, see `Tally`): no database foreign key, no index of their own.
+DERIVED = {"db_constraint": False, "db_index": False}
+
+
 class Tally(models.Model):
-    """A resident's month in one scheme, with ranks in their grid and community (ties share a rank)."""
+    """A resident's month in one scheme, with ranks in their grid and community (ties share a rank).
+
+    Derived data, rebuilt by the tally from the ledger at any time: its references carry no database foreign
+    keys and only the indexes its readers use (the boards', the resident's own months), because checking six
+    foreign keys and maintaining ten indexes for a city's million rows made the monthly run four times slower
+    (docs/PERFORMANCE.md). The rows are written only by `points.tally`, from rows that exist."""
 
     month = models.DateField(_("月份"))
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="tallies", verbose_name=_("账户"))
-    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="+", verbose_name=_("居民"))
-    scheme = models.ForeignKey(Scheme, on_delete=models.CASCADE, related_name="+", verbose_name=_("积分类别"))
-    household = models.ForeignKey(Household, on_delete=models.CASCADE, related_name="+", verbose_name=_("住户"))
-    grid = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("网格"))
-    community = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("社区"))
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.CASCADE,
+        related_name="tallies",
+        verbose_name=_("账户"),
+        db_constraint=False,
+        db_index=False,
+    )
+    resident = models.ForeignKey(
+        Resident, on_delete=models.CASCADE, related_name="+", verbose_name=_("居民"), db_constraint=False
+    )
+    scheme = models.ForeignKey(
+        Scheme, on_delete=models.CASCADE, related_name="+", verbose_name=_("积分类别"), **DERIVED
+    )
+    household = models.ForeignKey(
+        Household, on_delete=models.CASCADE, related_name="+", verbose_name=_("住户"), **DERIVED
+    )
+    grid = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("网格"), **DERIVED)
+    community = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("社区"), **DERIVED)
     earned = models.IntegerField(_("获得"))
     deducted = models.IntegerField(_("扣除"))
     redeemed = models.IntegerField(_("兑换"))
@@ -304,8 +331,17 @@ class Tally(models.Model):
             models.UniqueConstraint(fields=["month", "account"], name="tally_one_per_account_month"),
         ]
         indexes = [
-            models.Index(fields=["month", "scheme", "community", "rank_in_community"], name="tally_board_community"),
-            models.Index(fields=["month", "scheme", "grid", "rank_in_grid"], name="tally_board_grid"),
+            # The boards read the first BOARD_MAX_ROWS places only: a million rows a month need not all be indexed.
+            models.Index(
+                fields=["month", "scheme", "community", "rank_in_community"],
+                name="tally_board_community",
+                condition=Q(rank_in_community__gte=1, rank_in_community__lte=BOARD_MAX_ROWS),
+            ),
+            models.Index(
+                fields=["month", "scheme", "grid", "rank_in_grid"],
+                name="tally_board_grid",
+                condition=Q(rank_in_grid__gte=1, rank_in_grid__lte=BOARD_MAX_ROWS),
+            ),
         ]
 
     def __str__(self):
@@ -313,10 +349,16 @@ class Tally(models.Model):
 
 
 class HouseholdTally(models.Model):
+    """The sums of a household's residents' rows for a month (derived data, like `Tally`)."""
+
     month = models.DateField(_("月份"))
-    household = models.ForeignKey(Household, on_delete=models.CASCADE, related_name="+", verbose_name=_("住户"))
-    scheme = models.ForeignKey(Scheme, on_delete=models.CASCADE, related_name="+", verbose_name=_("积分类别"))
-    grid = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("网格"))
+    household = models.ForeignKey(
+        Household, on_delete=models.CASCADE, related_name="+", verbose_name=_("住户"), **DERIVED
+    )
+    scheme = models.ForeignKey(
+        Scheme, on_delete=models.CASCADE, related_name="+", verbose_name=_("积分类别"), **DERIVED
+    )
+    grid = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="+", verbose_name=_("网格"), **DERIVED)
     earned = models.IntegerField(_("获得"))
     deducted = models.IntegerField(_("扣除"))
     redeemed = models.IntegerField(_("兑换"))

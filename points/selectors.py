@@ -128,3 +128,21 @@ def balance_drift() -> list[tuple[int, int, int]]:
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return [tuple(row) for row in cursor.fetchall()]
+
+
+def first_entry_drift() -> list[tuple[int, object, object]]:
+    """Accounts whose kept first day differs from their earliest entry's: (account id, kept, ledger). The tally
+    counts an account from that day's month on. One grouped statement over the whole ledger."""
+    sql = """
+        SELECT a.id, a.first_entry_on, e.first_on
+        FROM points_account a
+        LEFT JOIN (SELECT account_id, MIN(occurred_on) AS first_on FROM points_entry GROUP BY account_id) e
+          ON e.account_id = a.id
+        WHERE a.first_entry_on IS NULL AND e.first_on IS NOT NULL
+           OR a.first_entry_on IS NOT NULL AND e.first_on IS NULL
+           OR a.first_entry_on <> e.first_on
+        ORDER BY a.id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]

@@ -75,6 +75,8 @@ def post(
         redemption=redemption,
     )
     account.balance = new_balance
+    if account.first_entry_on is None or occurred_on < account.first_entry_on:
+        account.first_entry_on = occurred_on
     # The running totals shown on the account; a reversal takes back what its original added.
     original = reverses if kind == EntryKind.REVERSAL else entry
     sign = -1 if kind == EntryKind.REVERSAL else 1
@@ -84,7 +86,7 @@ def post(
         account.deducted += sign * -original.points
     elif original.kind == EntryKind.REDEMPTION:
         account.redeemed += sign * -original.points
-    account.save(update_fields=["balance", "earned", "deducted", "redeemed", "updated_at"])
+    account.save(update_fields=["balance", "earned", "deducted", "redeemed", "first_entry_on", "updated_at"])
     return entry
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from points.selectors import balance_drift
+from points.selectors import balance_drift, first_entry_drift
 
 
 class Command(BaseCommand):
@@ -9,7 +9,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         drift = balance_drift()
-        if not drift:
+        first = first_entry_drift()
+        if not drift and not first:
             self.stdout.write(_("所有积分账户的余额与流水一致。"))
             return
         for account_id, kept, ledger in drift:
@@ -17,4 +18,9 @@ class Command(BaseCommand):
                 _("账户 %(account)d：余额 %(kept)d，流水合计 %(ledger)d，相差 %(diff)+d。")
                 % {"account": account_id, "kept": kept, "ledger": ledger, "diff": kept - ledger}
             )
-        raise CommandError(_("%(count)d 个积分账户的余额与流水不一致。") % {"count": len(drift)})
+        for account_id, kept, ledger in first:
+            self.stdout.write(
+                _("账户 %(account)d：首笔记录日期记为 %(kept)s，流水中最早为 %(ledger)s。")
+                % {"account": account_id, "kept": kept or "—", "ledger": ledger or "—"}
+            )
+        raise CommandError(_("%(count)d 个积分账户的余额与流水不一致。") % {"count": len(drift) + len(first)})
