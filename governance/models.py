@@ -19,6 +19,8 @@ class User(AbstractUser):
 
     name = models.CharField(_("姓名"), max_length=50, blank=True)
     phone = models.CharField(_("手机号"), max_length=20, blank=True)
+    # 适老化: larger text, higher contrast, a simpler layout — switched on by the person, kept with their login.
+    elder_mode = models.BooleanField(_("长辈模式"), default=False)
 
     class Meta:
         verbose_name = _("用户")

@@ -358,3 +358,12 @@ def notifications_mark_read(*, by: User, ids=None) -> int:
     if ids is not None:
         qs = qs.filter(pk__in=ids)
     return qs.update(read_at=timezone.now())
+
+
+ELDER_COOKIE = "elder_mode"
+
+
+def elder_mode_set(*, by, on: bool) -> None:
+    """Switch the elder-friendly mode on or off for a logged-in person (kept with their account)."""
+    by.elder_mode = bool(on)
+    by.save(update_fields=["elder_mode"])

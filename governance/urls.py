@@ -11,6 +11,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("wall/", views.wall, name="wall"),
+    path("preferences/elder/", views.elder_mode, name="elder-mode"),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/<int:pk>/open/", views.notification_open, name="notification-open"),
 ]

@@ -2,12 +2,36 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 
-from . import selectors, services
+from . import dashboard, selectors, services
+from .errors import InvalidInput
 from .models import Level, Role
+from .pages import forbidden
+from .validators import parse_id
+
+# Who sees a unit's dashboard on their home page: those who lead a street or a community.
+DASHBOARD_ROLES = (Role.STREET_STAFF, Role.COMMUNITY_STAFF, Role.SECRETARY)
+
+
+def _unit_param(request):
+    try:
+        return parse_id(request.GET.get("unit"), field="unit")
+    except InvalidInput:
+        raise Http404 from None
+
+
+def _dashboard_context(request, user):
+    """The dashboard of the unit asked for (`?unit=`, within one's subtrees: else 404), with the chain above it
+    that the user may open (to climb back up) and the units below (to drill down)."""
+    scope = selectors.scope_of(user)
+    unit = dashboard.subtree_unit_for(user, _unit_param(request))
+    chain = [u for u in selectors.unit_chain(unit) if scope.is_admin or scope.covers(u.path)] if unit else []
+    return {"board": dashboard.unit_dashboard(unit), "board_chain": chain, "is_admin": scope.is_admin}
 
 
 @login_required
@@ -35,17 +59,34 @@ def home(request):
             grid = next((u for u in chain if u.level == Level.GRID), None)
             team = list(grid.team_members.order_by("team_role", "id")) if grid else []
             homes.append({"resident": position.resident, "chain": chain, "team": team})
-    return render(
-        request,
-        "governance/home.html",
-        {
-            "scope": scope,
-            "positions": positions,
-            "units": units,
-            "homes": homes,
-            "departments": [p.department for p in positions if p.department_id],
-        },
-    )
+    context = {
+        "scope": scope,
+        "positions": positions,
+        "units": units,
+        "homes": homes,
+        "departments": [p.department for p in positions if p.department_id],
+    }
+    if scope.is_admin or scope.paths(*DASHBOARD_ROLES):
+        context.update(_dashboard_context(request, user))
+    if scope.paths(Role.GRID_WORKER):
+        context["todo"] = dashboard.worker_todo(user)
+    if scope.department_ids:
+        context["desk"] = dashboard.department_desk(user)
+    if scope.resident_ids:
+        context["mine"] = dashboard.resident_home(user)
+    return render(request, "governance/home.html", context)
+
+
+@login_required
+def wall(request):
+    """The command centre's wall (大屏): a unit's dashboard in large type, full screen, refreshing itself."""
+    user = request.user
+    scope = selectors.scope_of(user)
+    if not (scope.is_admin or scope.paths(*DASHBOARD_ROLES)):
+        return forbidden(request, _("大屏只对街道、社区的干部开放。"))
+    context = _dashboard_context(request, user)
+    context["refresh_seconds"] = 60
+    return render(request, "governance/wall.html", context)
 
 
 @login_required
@@ -68,3 +109,19 @@ def notification_open(request, pk):
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("notifications")
     return redirect(target or "notifications")
+
+
+def elder_mode(request):
+    """Switch the elder-friendly mode (长辈模式): kept with the account once logged in, in a cookie before (the
+    public letters, the login page). POST only; back to where the switch was pressed."""
+    if request.method != "POST":
+        return redirect("home")
+    on = request.POST.get("on") == "1"
+    target = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "/"
+    response = redirect(target)
+    if request.user.is_authenticated:
+        services.elder_mode_set(by=request.user, on=on)
+    response.set_cookie(services.ELDER_COOKIE, "1" if on else "0", max_age=365 * 24 * 3600, samesite="Lax")
+    return response

@@ -475,6 +475,11 @@ def _weighted(parts) -> float:
     return round(100 * sum(w * v for w, v in present) / total, 1) if total else 0.0
 
 
+def unit_score(row) -> float | None:
+    """The communities' ranking score (0–100) of any unit's KPI row: for the dashboards' lowest-ranked grids."""
+    return _community_score(row)
+
+
 def _community_score(row) -> float:
     return _weighted(
         [
