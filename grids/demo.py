@@ -107,9 +107,9 @@ class _People:
 
     def __init__(self):
         by_unit, self.departments = {}, {}
-        for p in Position.objects.select_related("user").exclude(unit=None):
+        for p in Position.objects.select_related("user").exclude(unit=None).order_by("id"):
             by_unit.setdefault((p.unit_id, p.role), []).append(p.user)
-        for p in Position.objects.select_related("user").filter(role=Role.DEPARTMENT_STAFF):
+        for p in Position.objects.select_related("user").filter(role=Role.DEPARTMENT_STAFF).order_by("id"):
             self.departments.setdefault(p.department_id, []).append(p.user)
         self.by_unit = by_unit
         self.resident_users = {

@@ -111,7 +111,7 @@ def build_demo_letters(*, count: int, rng: random.Random, now: dt.datetime | Non
     now = now or timezone.now()
     categories = {c.code: c for c in LetterCategory.objects.filter(active=True)}
     by_unit: dict[tuple, list] = {}
-    for p in Position.objects.select_related("user", "unit").exclude(unit=None):
+    for p in Position.objects.select_related("user", "unit").exclude(unit=None).order_by("id"):
         by_unit.setdefault((p.unit.path, p.role), []).append(p.user)
     personas = {
         p.user.username: (p.user, p.resident)

@@ -24,6 +24,6 @@ def _office(scope):
 
 
 register(NavItem(_("书记信箱"), "letter-list", _inbox, order=60))
-register(NavItem(_("写信"), "letter-write", _writers, order=62))
-register(NavItem(_("信箱统计"), "letter-stats", _office, order=64))
+register(NavItem(_("写信"), "letter-write", _writers, order=62, parent="letter-list"))
+register(NavItem(_("信箱统计"), "letter-stats", _office, order=64, parent="letter-list"))
 register(NavItem(_("公开信件"), "public-letters", lambda s: True, order=66))

@@ -76,8 +76,10 @@ def build_demo_points(*, count: int, rng: random.Random, today: dt.date | None =
     }
 
     recorders = {}
-    for position in Position.objects.filter(role__in=[Role.GRID_WORKER, Role.COMMUNITY_STAFF]).select_related(
-        "user", "unit"
+    for position in (
+        Position.objects.filter(role__in=[Role.GRID_WORKER, Role.COMMUNITY_STAFF])
+        .select_related("user", "unit")
+        .order_by("id")
     ):
         recorders.setdefault(position.unit.path, position.user)
     persona_grid = Position.objects.select_related("unit").get(user__username="grid_worker", role=Role.GRID_WORKER).unit
@@ -191,7 +193,7 @@ def _redemptions(rng, rewards, recorders, persona_grid) -> int:
                 scheme=shelf[0].scheme, resident__household__building__path__startswith=community.path
             )
             .select_related("resident")
-            .order_by("-balance")[:4]
+            .order_by("-balance", "id")[:4]
         )
         for account in richest:
             affordable = [r for r in shelf if r.cost <= account.balance]

@@ -27,8 +27,8 @@ def _managers(scope):
 
 
 register(NavItem(_("积分"), "points-home", _residents_and_staff, order=50))
-register(NavItem(_("记分"), "points-record", lambda s: bool(s.paths(*RECORDERS)), order=52))
-register(NavItem(_("积分榜"), "points-board", _residents_and_staff, order=54))
-register(NavItem(_("积分超市"), "points-shop", _shop, order=56))
-register(NavItem(_("积分异议"), "points-objections", _managers, order=58))
-register(NavItem(_("月度统计"), "points-tallies", _managers, order=59))
+register(NavItem(_("记分"), "points-record", lambda s: bool(s.paths(*RECORDERS)), order=52, parent="points-home"))
+register(NavItem(_("积分榜"), "points-board", _residents_and_staff, order=54, parent="points-home"))
+register(NavItem(_("积分超市"), "points-shop", _shop, order=56, parent="points-home"))
+register(NavItem(_("积分异议"), "points-objections", _managers, order=58, parent="points-home"))
+register(NavItem(_("月度统计"), "points-tallies", _managers, order=59, parent="points-home"))

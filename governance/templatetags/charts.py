@@ -16,12 +16,12 @@ COLOURS = ("#0b5cad", "#1e7d32", "#b22222", "#8a4b00")
 
 
 @register.simple_tag
-def line_chart(rows, *keys, width=640, height=220, labels=""):
+def line_chart(rows, *keys, width=460, height=210, labels=""):
     """Lines of rates (0–1, None = no figure that month) over `rows` (dicts with "month"), one per key."""
     rows = list(rows or [])
     if not rows:
         return ""
-    left, right, top, bottom = 40, 10, 10, 30
+    left, right, top, bottom = 42, 24, 26, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(rows) - 1, 1)
     names = labels.split("|") if labels else list(keys)
@@ -71,11 +71,11 @@ def line_chart(rows, *keys, width=640, height=220, labels=""):
         parts.append(
             format_html(
                 '<rect x="{}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}" class="legend">{}</text>',
-                left + 10 + n * 150,
-                top,
+                left + n * 150,
+                4,
                 colour,
-                left + 28 + n * 150,
-                top + 11,
+                left + 18 + n * 150,
+                15,
                 names[n] if n < len(names) else key,
             )
         )
@@ -89,13 +89,13 @@ def line_chart(rows, *keys, width=640, height=220, labels=""):
 
 
 @register.simple_tag
-def bar_chart(rows, value_key, label_key, width=640, bar=26):
+def bar_chart(rows, value_key, label_key, width=460, bar=24):
     """Horizontal bars of `value_key` labelled by `label_key`, the longest bar the largest value."""
     rows = [r for r in (rows or []) if r]
     if not rows:
         return ""
     most = max((r.get(value_key) or 0) for r in rows) or 1
-    label_w, gap = 170, 8
+    label_w, gap = 120, 6
     height = len(rows) * (bar + gap)
     parts = []
     for i, r in enumerate(rows):
