@@ -10,7 +10,7 @@ import datetime as dt
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Unit
-from governance.pages import StepOutcome, error_summary, forbidden, show_error, step_panels, take_step
+from governance.pages import StepOutcome, bulk_step, error_summary, forbidden, show_error, step_panels, take_step
 from governance.selectors import scope_of, unit_chain
 from governance.validators import parse_id
 
@@ -50,10 +50,31 @@ def _mine_q(user) -> Q:
     return q
 
 
+# The list's orders, by the column header clicked (`?sort=`); the newest first by default.
+CASE_SORTS = {
+    "new": ("-created_at", "-id"),
+    "old": ("created_at", "id"),
+    "deadline": (F("handle_deadline").asc(nulls_last=True), "id"),
+    "number": ("number",),
+}
+
+
 @login_required
 def case_list(request):
     user = request.user
     now = timezone.now()
+    if request.method == "POST" and request.POST.get("bulk") == "accept":
+        # Community triage of many cases at once: accept the ticked ones (each through the service).
+        bulk_step(
+            request,
+            queryset=selectors.cases_visible_to(user).select_related("grid", "holder_unit", "category"),
+            step="accept",
+            flow=services.CASE_FLOW,
+            may=selectors.may,
+            service=services.case_accept,
+            object_kwarg="case",
+        )
+        return redirect(request.get_full_path())
     form = forms.CaseFilterForm(request.GET, user=user)
     form.is_valid()  # a bad filter is shown with its error and ignored; the good ones still apply
     data = form.cleaned_data
@@ -71,14 +92,18 @@ def case_list(request):
         cases = cases.filter(_overdue_q(now))
     if data.get("mine"):
         cases = cases.filter(_mine_q(user))
+    sort = request.GET.get("sort") if request.GET.get("sort") in CASE_SORTS else "new"
     cases = cases.select_related("category__parent", "grid", "holder_unit", "holder_department").order_by(
-        "-created_at", "-id"
+        *CASE_SORTS[sort]
     )
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     for case in page.object_list:
         case.overdue_now = selectors.is_overdue_now(case, now)
+        case.bulk_accept = case.state == CaseState.REPORTED and selectors.may(user, case, "accept")
     params = request.GET.copy()
     params.pop("page", None)
+    sort_params = params.copy()
+    sort_params.pop("sort", None)
     filtered = any(data.get(name) for name in ("q", "state", "category", "unit", "overdue", "mine"))
     return render(
         request,
@@ -89,6 +114,9 @@ def case_list(request):
             "querystring": params.urlencode(),
             "filtered": filtered,
             "may_file": forms.filing_grids(user).exists(),
+            "sort": sort,
+            "sort_querystring": sort_params.urlencode(),
+            "bulk": any(case.bulk_accept for case in page.object_list),
         },
     )
 

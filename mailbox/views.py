@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,6 +21,7 @@ from governance.masking import mask_name
 from governance.models import Level, Resident, Role, Unit
 from governance.pages import (
     StepOutcome,
+    bulk_step,
     error_summary,
     forbidden,
     resident_search,
@@ -61,12 +62,32 @@ def _mine_q(user):
     return q
 
 
+LETTER_SORTS = {
+    "new": ("-created_at", "-id"),
+    "old": ("created_at", "id"),
+    "deadline": (F("reply_deadline").asc(nulls_last=True), "id"),
+    "number": ("number",),
+}
+
+
 @login_required
 def letter_list(request):
     user = request.user
     scope = scope_of(user)
     if not (scope.is_staff_member or scope.resident_ids):
         return forbidden(request, _("书记信箱只对居民和工作人员开放。"))
+    if request.method == "POST" and request.POST.get("bulk") == "accept":
+        # The office accepts many letters at once (受理): each through the service, refusals reported.
+        bulk_step(
+            request,
+            queryset=selectors.letters_visible_to(user).select_related("unit", "assignee_unit", "writer"),
+            step="accept",
+            flow=services.LETTER_FLOW,
+            may=selectors.may,
+            service=services.letter_accept,
+            object_kwarg="letter",
+        )
+        return redirect(request.get_full_path())
     now = timezone.now()
     staff_view = scope.is_staff_member
     form = forms.LetterFilterForm(request.GET)
@@ -84,13 +105,17 @@ def letter_list(request):
         letters = letters.filter(overdue_q(now))
     if data.get("mine"):
         letters = letters.filter(_mine_q(user))
-    letters = letters.select_related("unit", "category", "writer").order_by("-created_at", "-id")
+    sort = request.GET.get("sort") if request.GET.get("sort") in LETTER_SORTS else "new"
+    letters = letters.select_related("unit", "category", "writer").order_by(*LETTER_SORTS[sort])
     page = Paginator(letters, PAGE_SIZE).get_page(request.GET.get("page"))
     for letter in page.object_list:
         letter.overdue_now = _overdue(letter, now)
         letter.writer_shown = letter.writer.name if staff_view else mask_name(letter.writer.name)
+        letter.bulk_accept = letter.state == LetterState.SUBMITTED and selectors.may(user, letter, "accept")
     params = request.GET.copy()
     params.pop("page", None)
+    sort_params = params.copy()
+    sort_params.pop("sort", None)
     return render(
         request,
         "mailbox/list.html",
@@ -99,6 +124,9 @@ def letter_list(request):
             "page": page,
             "querystring": params.urlencode(),
             "staff_view": staff_view,
+            "sort": sort,
+            "sort_querystring": sort_params.urlencode(),
+            "bulk": any(letter.bulk_accept for letter in page.object_list),
             "filtered": any(data.get(n) for n in ("q", "state", "channel", "category", "overdue", "mine")),
         },
     )

@@ -1,5 +1,7 @@
 """Thin Celery tasks of the points app: each takes plain values and calls the tally services."""
 
+import datetime as dt
+
 from celery import shared_task
 
 from . import tally
@@ -14,3 +16,13 @@ def tally_previous_month() -> dict:
     run = tally.tally_month(month=month)
     boards = tally.boards_publish_all(month=month)
     return {"month": f"{month:%Y-%m}", "rows": run.rows, "duration_ms": run.duration_ms, "boards": boards}
+
+
+@shared_task(name="points.tally_month")
+def tally_month(month: str, user_id: int | None = None) -> dict:
+    """A tally run by hand from the tallies page (the month as "YYYY-MM-DD"). Safe to run twice."""
+    from governance.models import User
+
+    by = User.objects.filter(pk=user_id).first() if user_id else None
+    run = tally.tally_month(month=dt.date.fromisoformat(month), by=by)
+    return {"month": month, "rows": run.rows, "duration_ms": run.duration_ms}

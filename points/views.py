@@ -7,9 +7,13 @@ becomes a page, never a 500: NotAllowed → 403, InvalidInput → the form with 
 any other DomainError → the page with the message (409).
 """
 
+import datetime as dt
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -832,6 +836,13 @@ def points_tallies(request):
                         "month": f"{month:%Y-%m}",
                         "n": created,
                     }
+                elif not settings.CELERY_TASK_ALWAYS_EAGER:
+                    # A city's month takes tens of seconds: a worker runs it, this page shows it running.
+                    tally._check_month_ended(month)
+                    from .tasks import tally_month as tally_task
+
+                    transaction.on_commit(lambda: tally_task.delay(month.isoformat(), user.pk))
+                    message = _("已开始 %(month)s 的月度统计，完成后本页会自动显示结果。") % {"month": f"{month:%Y-%m}"}
                 else:
                     run = tally.tally_month(month=month, by=user)
                     message = _("已完成 %(month)s 的月度统计：%(rows)d 行，用时 %(ms)d 毫秒。") % {
@@ -849,10 +860,17 @@ def points_tallies(request):
     runs = Paginator(
         TallyRun.objects.select_related("triggered_by").order_by("-started_at", "-id"), PAGE_SIZE
     ).get_page(request.GET.get("page"))
+    # A run started in the last hour and not finished is running (an older one was cut off; a new run of its
+    # month completes it): the page follows it, refreshing itself every few seconds.
+    now = timezone.now()
+    running = [
+        {"run": run, "seconds": int((now - run.started_at).total_seconds())}
+        for run in TallyRun.objects.filter(finished_at=None, started_at__gte=now - dt.timedelta(hours=1))
+    ]
     return render(
         request,
         "points/tallies.html",
-        {"runs": runs, "form": form, "is_admin": scope.is_admin},
+        {"runs": runs, "form": form, "is_admin": scope.is_admin, "running": running},
         status=status,
     )
 

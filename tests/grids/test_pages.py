@@ -677,3 +677,28 @@ def test_uploads_are_not_served_from_the_media_url(media, grid_worker, make_case
     case = make_case(photos=[photo()])
     stored = case.photos.get()
     assert client.get(f"/media/{stored.image.name}").status_code == 404
+
+
+def test_community_staff_accept_several_cases_at_once(make_case, community_staff, grid_worker, street_staff):
+    first, second = make_case(), make_case(title="第二件")
+    escalated = make_case("escalated", title="已吹哨")
+    client = login(community_staff)
+    page = client.get("/cases/").content.decode()
+    assert f'name="ids" value="{first.pk}"' in page and f'name="ids" value="{escalated.pk}"' not in page
+    response = client.post("/cases/", {"bulk": "accept", "ids": [first.pk, second.pk, escalated.pk]}, follow=True)
+    assert "已批量受理 2 件" in response.content.decode()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.state == second.state == CaseState.IN_PROGRESS
+    third = make_case(title="第三件")
+    login(grid_worker).post("/cases/", {"bulk": "accept", "ids": [third.pk]})
+    third.refresh_from_db()
+    assert third.state == CaseState.REPORTED  # a grid worker does not triage
+    assert 'name="ids"' not in login(street_staff).get("/cases/").content.decode()
+
+
+def test_the_case_list_sorts_by_deadline(make_case, community_staff):
+    make_case("in_progress", title="办理中的")
+    make_case(title="刚上报的")
+    html = login(community_staff).get("/cases/", {"sort": "deadline"}).content.decode()
+    assert html.index("办理中的") < html.index("刚上报的")

@@ -282,3 +282,30 @@ def test_what_residents_write_is_shown_as_text_never_as_html(browser, make_lette
         html = client.get(url).content.decode()
         assert "<script>alert" not in html and "<img src=x" not in html and "<b>标题</b>" not in html
         assert "&lt;script&gt;" in html
+
+
+def test_the_office_accepts_several_letters_at_once(browser, make_letter, secretary, resident_2, settings):
+    settings.MAILBOX_DAILY_LIMIT = 100
+    first, second = make_letter(subject="一"), make_letter(subject="二")
+    accepted = make_letter("accepted", subject="三")
+    client = browser(secretary)
+    page = client.get("/mailbox/").content.decode()
+    assert f'name="ids" value="{first.pk}"' in page and f'name="ids" value="{accepted.pk}"' not in page
+    response = client.post("/mailbox/", {"bulk": "accept", "ids": [first.pk, second.pk, accepted.pk, "x"]}, follow=True)
+    html = response.content.decode()
+    assert "已批量受理 2 件" in html and accepted.number in html  # the one already accepted is reported
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.state == second.state == LetterState.ACCEPTED
+    # A resident ticking letters accepts nothing.
+    browser(resident_2).post("/mailbox/", {"bulk": "accept", "ids": [make_letter(subject="四").pk]})
+    assert Letter.objects.filter(state=LetterState.SUBMITTED).count() == 1
+
+
+def test_the_inbox_sorts_by_deadline(browser, make_letter, secretary, settings):
+    settings.MAILBOX_DAILY_LIMIT = 100
+    make_letter("accepted", subject="早")
+    make_letter(subject="新")
+    html = browser(secretary).get("/mailbox/", {"sort": "deadline"}).content.decode()
+    assert 'aria-sort="ascending"' in html and html.index("早") < html.index("新")
+    assert browser(secretary).get("/mailbox/", {"sort": "'; drop"}).status_code == 200

@@ -766,3 +766,28 @@ def test_odd_form_input_never_crashes(personas, resident_record, persona, path, 
     data = {k: v.replace("{r}", str(resident_record.pk)) for k, v in data.items()}
     response = login(personas[persona]).post(path.replace("{r}", str(resident_record.pk)), data)
     assert response.status_code in (302, 400, 403, 404, 409), response.status_code
+
+
+def test_a_tally_run_by_hand_goes_to_a_worker_and_the_page_follows_it(
+    personas, settings, django_capture_on_commit_callbacks
+):
+    """With a broker, the run is queued and the page shows it running, refreshing itself until it is done."""
+    from unittest import mock
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    admin = login(personas["admin"])
+
+    with mock.patch("points.tasks.tally_month.delay") as queued, django_capture_on_commit_callbacks(execute=True):
+        response = admin.post("/points/tallies/", {"action": "tally", "month": "2026-10"})
+    assert response.status_code == 302 and queued.call_args.args == ("2026-10-01", personas["admin"].pk)
+    assert not TallyRun.objects.exists()  # nothing ran in the request
+    TallyRun.objects.create(month=dt.date(2026, 10, 1), started_at=timezone.now() - dt.timedelta(seconds=12))
+    page = admin.get("/points/tallies/").content.decode()
+    assert 'http-equiv="refresh"' in page and "正在统计 2026-10" in page and "<progress" in page
+    TallyRun.objects.update(finished_at=timezone.now(), rows=5, duration_ms=900)
+    assert 'http-equiv="refresh"' not in admin.get("/points/tallies/").content.decode()
+    from points.tasks import tally_month
+
+    with mock.patch("points.tally.tally_month") as run:
+        run.return_value = TallyRun.objects.get()
+        assert tally_month.apply(args=("2026-10-01", personas["admin"].pk)).get()["rows"] == 5
