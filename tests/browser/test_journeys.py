@@ -217,3 +217,24 @@ def test_the_elder_friendly_switch_and_the_public_letters_without_login(live_ser
     visitor.goto(f"{live_server.url}/public/letters/")
     assert "公开信件" in visitor.content() and visitor.url.endswith("/public/letters/")
     shoot(visitor, "public-letters")
+
+
+@pytest.mark.parametrize("username", ["grid_worker", "resident"])
+def test_the_phone_pages_fit_a_360_pixel_screen(live_server, personas, username, new_page, shoot):
+    """Nothing wider than the screen (no sideways scrolling) and buttons big enough for a thumb, on the pages a
+    grid worker or a resident uses on a cheap phone."""
+    page = new_page(viewport={"width": 360, "height": 740})
+    log_in(page, live_server, personas[username].username)
+    pages = ["/", "/cases/", "/points/", "/mailbox/", "/mailbox/write/", "/public/letters/"]
+    if username == "grid_worker":
+        pages += ["/cases/new/", "/points/record/"]
+    for path in pages:
+        page.goto(f"{live_server.url}{path}")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 360, (path, width)
+        smallest = page.evaluate(
+            "() => Math.min(...[...document.querySelectorAll('main button, main .button')]"
+            ".filter(b => b.offsetParent).map(b => b.getBoundingClientRect().height), 999)"
+        )
+        assert smallest >= 44, (path, smallest)
+        shoot(page, path.strip("/").replace("/", "-") or "home")
