@@ -100,6 +100,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "governance.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -267,6 +268,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "case-deadlines": {"task": "grids.sweep_case_deadlines", "schedule": 300.0},
     "letter-deadlines": {"task": "mailbox.sweep_letter_deadlines", "schedule": 300.0},
+    # The dashboards' history figures (12 months' trend, population counts) into the cache (share it between
+    # nodes with REDIS_CACHE_URL), so that no leader waits for them.
+    "dashboard-history": {"task": "governance.refresh_dashboards", "schedule": 600.0},
     # The previous month's points tally and boards, on the 1st at 01:00 (CELERY_TIMEZONE, Asia/Shanghai).
     "points-monthly-tally": {
         "task": "points.tally_previous_month",

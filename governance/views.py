@@ -45,7 +45,7 @@ def home(request):
             {
                 "unit": unit,
                 "chain": selectors.unit_chain(unit),
-                "stats": selectors.unit_stats(unit) if unit.level != Level.BUILDING else None,
+                "stats": selectors.unit_stats_cached(unit) if unit.level != Level.BUILDING else None,
                 "children": selectors.units_visible_to(user)
                 .filter(path__startswith=unit.path, depth=unit.depth + 1)
                 .order_by("path")[:60],
