@@ -3,6 +3,7 @@ masked in lists, archives instead of deletes."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -500,3 +501,24 @@ class NotificationAdmin(AdministratorsOnly, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# --- The audit trail of the admin ---------------------------------------------------------------------------------
+
+
+@admin.register(LogEntry)
+class AuditLogAdmin(ReadOnly, admin.ModelAdmin):
+    """Every addition, change and deletion made through this admin (Django writes one row per save: who, when,
+    which record, what changed), for administrators to look up. Nobody edits or deletes it here."""
+
+    list_display = ["action_time", "user", "content_type", "object_repr", "action_flag", "change_message"]
+    list_filter = ["action_flag", "content_type", "action_time"]
+    search_fields = ["object_repr", "change_message", "user__username", "user__name"]
+    date_hierarchy = "action_time"
+    list_select_related = ["user", "content_type"]
+    show_full_result_count = False
+
+    def change_message(self, entry):
+        return entry.get_change_message()
+
+    change_message.short_description = _("变更内容")
