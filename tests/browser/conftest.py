@@ -29,7 +29,7 @@ def browser():
         message = f"needs Chromium at {CHROMIUM} (apt install chromium)"
         if os.environ.get("REQUIRE_BROWSER"):
             pytest.fail(message + " but REQUIRE_BROWSER is set")
-        pytest.skip(message)
+        pytest.skip(message)  # only without chromium, and never in CI (REQUIRE_BROWSER)
     # Playwright's synchronous API runs an event loop in this thread; the test's own database calls are not
     # async code, and Django must be told so.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
