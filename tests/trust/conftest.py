@@ -16,7 +16,7 @@ from points import shop, tally
 from points.models import Board, Reward, Rule, Tally
 from tests.grids.conftest import categories, make_case, photo  # noqa: F401 (fixtures)
 from tests.mailbox.conftest import category, make_letter, pdf  # noqa: F401 (fixtures)
-from tests.points.conftest import make_rule, schemes  # noqa: F401 (fixtures)
+from tests.points.conftest import award, make_rule, schemes  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 every persona, against the expected status in `matrix.txt`.
 
 The rows are generated from the schema and the URL conf, so a new endpoint or page without a row fails here.
-After a deliberate change, `MATRIX_WRITE=1 pytest tests/security/test_permission_matrix.py` rewrites the file;
+After a deliberate change, `MATRIX_WRITE=1 pytest tests/trust/test_permission_matrix.py` rewrites the file;
 review its diff like code. Beside the table, rules that hold for every row are checked on their own:
 nothing answers 5xx, the anonymous visitor gets 401 (API) or the login page (pages) except on the public
 addresses, a 4xx from the API says why, and a list never shows what its detail address hides."""
@@ -170,7 +170,7 @@ def read_matrix() -> dict[str, list[str]]:
 def write_matrix(observed: dict[str, list[str]]):
     width = max(len(key) for key in observed) + 2
     lines = [
-        "# The expected status of every API operation and page, for every persona (tests/security/test_permission_matrix.py).",
+        "# The expected status of every API operation and page, for every persona (tests/trust/test_permission_matrix.py).",
         "# Columns: " + " ".join(f"{i + 1}={p}" for i, p in enumerate(PERSONAS)),
         "# 2xx allowed · 302 sent elsewhere (the login page for the anonymous) · 400/409 allowed, but the empty request",
         "# or the object's state is refused · 401 not logged in · 403 in scope, not allowed · 404 outside scope.",
