@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "treebeard",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "governance",
     "grids",
     "points",
@@ -107,6 +109,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "governance.security.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -160,6 +164,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 8 * 3600)
+# Django's backend behind the lockout (governance/security.py): 5 failures from one address, or 20 from
+# anywhere, within 15 minutes lock the username for 15 minutes.
+AUTHENTICATION_BACKENDS = ["governance.security.LockoutBackend"]
+LOGIN_LOCKOUT_FAILURES = env_int("LOGIN_LOCKOUT_FAILURES", 5)
+LOGIN_LOCKOUT_ACCOUNT_FAILURES = env_int("LOGIN_LOCKOUT_ACCOUNT_FAILURES", 20)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
+# Two-factor sign-in with an authenticator app (TOTP): anyone may turn it on; administrators must.
+TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS = env_bool("TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS", True)
+OTP_TOTP_ISSUER = "网格化社会治理平台"
 
 # --- Language and time ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
@@ -271,6 +284,8 @@ CELERY_BEAT_SCHEDULE = {
     # The dashboards' history figures (12 months' trend, population counts) into the cache (share it between
     # nodes with REDIS_CACHE_URL), so that no leader waits for them.
     "dashboard-history": {"task": "governance.refresh_dashboards", "schedule": 600.0},
+    # The notification outbox: what the broker could not take at the time, and channels to try again.
+    "notification-outbox": {"task": "governance.deliver_notifications_due", "schedule": 60.0},
     # The previous month's points tally and boards, on the 1st at 01:00 (CELERY_TIMEZONE, Asia/Shanghai).
     "points-monthly-tally": {
         "task": "points.tally_previous_month",

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from . import selectors, services, workdays
+from . import privacy, selectors, services, workdays
 from .errors import DomainError
 from .masking import mask_id_number, mask_phone
 from .models import (
@@ -24,8 +24,10 @@ from .models import (
     GridTeamMember,
     Household,
     Level,
+    LoginFailure,
     Notification,
     PartyOrg,
+    PersonalDataAccess,
     Position,
     Resident,
     ResidentTag,
@@ -345,6 +347,20 @@ class ResidentAdmin(AdministratorsOnly, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # residents are archived (迁出), never deleted
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The change form shows the whole ID number and phone: each opening is logged."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200 and str(object_id).isdigit():
+            privacy.log_access(
+                request.user,
+                what="resident",
+                object_ids=[object_id],
+                fields=["id_number", "phone"],
+                via="admin",
+                request=request,
+            )
+        return response
+
     def save_model(self, request, obj, form, change):
         data = {k: v for k, v in form.cleaned_data.items() if k != "tags"}
         if change:
@@ -522,3 +538,52 @@ class AuditLogAdmin(ReadOnly, admin.ModelAdmin):
         return entry.get_change_message()
 
     change_message.short_description = _("变更内容")
+
+
+# --- Two-factor devices and login failures ------------------------------------------------------------
+
+
+class TwoFactorDeviceAdmin(AdministratorsOnly, admin.ModelAdmin):
+    """Who signs in with an authenticator. Deleting a device is how an administrator helps someone who lost
+    their phone: they sign in with the password and set up a new one (an administrator is asked at once)."""
+
+    list_display = ("user", "name", "confirmed", "last_used_at")
+    list_filter = ("confirmed",)
+    search_fields = ("user__username", "user__name")
+    fields = ("user", "name", "confirmed", "last_used_at")
+    readonly_fields = ("user", "name", "confirmed", "last_used_at")
+
+    def has_add_permission(self, request, *args):
+        return False  # a device is added by its owner, who scans the secret
+
+
+class LoginFailureAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("username", "ip", "at")
+    search_fields = ("username", "ip")
+    date_hierarchy = "at"
+
+    def has_delete_permission(self, request, obj=None):
+        return selectors.scope_of(request.user).is_admin  # unlock someone before the 15 minutes are up
+
+
+def _register_two_factor():
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if admin.site.is_registered(TOTPDevice):
+        admin.site.unregister(TOTPDevice)
+    admin.site.register(TOTPDevice, TwoFactorDeviceAdmin)
+    admin.site.register(LoginFailure, LoginFailureAdmin)
+
+
+_register_two_factor()
+
+
+@admin.register(PersonalDataAccess)
+class PersonalDataAccessAdmin(ReadOnly, admin.ModelAdmin):
+    """Who saw whole ID numbers or phones, or exported personal data: read-only, for administrators."""
+
+    list_display = ("at", "user", "via", "what", "object_ids", "fields", "ip")
+    list_filter = ("via", "what")
+    search_fields = ("user__username", "user__name", "path")
+    date_hierarchy = "at"
+    list_select_related = ("user",)

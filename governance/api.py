@@ -2,19 +2,21 @@
 
 import django_filters
 from django.db.models import Count, Q
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import privacy, security, selectors, services
 from .api_base import ScopedMixin
-from .errors import NotAllowed
+from .errors import InvalidInput, NotAllowed, RateLimited
 from .masking import mask_id_number, mask_phone
 from .models import (
     Department,
@@ -34,11 +36,45 @@ from .models import (
 # --- Auth and me ----------------------------------------------------------------------------------------
 
 
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"})
+    otp_token = serializers.CharField(required=False, help_text="两步验证的 6 位数字（开启了两步验证的账号）")
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token (`Authorization: Token <token>`)."""
+    """Exchange a username and password for an API token (`Authorization: Token <token>`). A user who signs in
+    with two-factor also sends `otp_token`, the six digits of the authenticator; an administrator without an
+    authenticator turns it on in the browser first. Too many failures lock the username (429)."""
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+
+    @extend_schema(request=TokenRequestSerializer, responses=TokenResponseSerializer)
+    def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        minutes = security.locked_minutes(username, security.client_ip(request))
+        if minutes:
+            raise RateLimited(security.locked_message(minutes))
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.validated_data["user"]
+        device = security.confirmed_device(user)
+        if device is not None:
+            code = str(request.data.get("otp_token") or "").strip()
+            if not code:
+                raise InvalidInput(_("该账号已开启两步验证，请同时提供验证器中的 6 位数字。"), field="otp_token")
+            if not device.verify_token(code):
+                security.count_failure(username, request)
+                raise InvalidInput(_("验证码不对或已过期，请看验证器上最新的数字。"), field="otp_token")
+        elif security.must_have_two_factor(user):
+            raise NotAllowed(_("管理员账号须先在网页上开启两步验证，才能取得 API 令牌。"))
+        token, _created = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
 
 
 class PlaceSerializer(serializers.Serializer):
@@ -468,13 +504,21 @@ class ResidentSerializer(serializers.ModelSerializer):
         return f"{obj.household.building.name} {obj.household.room}"
 
     def to_representation(self, instance):
+        """ID number and phone masked by default; whole for one's own record, and for those who keep the
+        building's records when they ask (`?unmask=true`), which the view then logs."""
         data = super().to_representation(instance)
         request = self.context["request"]
-        if not selectors.can_see_personal_data(
+        own = instance.id in selectors.scope_of(request.user).resident_ids
+        if own:
+            return data
+        allowed = selectors.can_see_personal_data(
             request.user, building_path=instance.household.building.path, resident_id=instance.id
-        ):
-            data["id_number"] = mask_id_number(instance.id_number)
-            data["phone"] = mask_phone(instance.phone)
+        )
+        if allowed and privacy.wants_whole(request):
+            self.context.get("unmasked", set()).add(instance.id)
+            return data
+        data["id_number"] = mask_id_number(instance.id_number)
+        data["phone"] = mask_phone(instance.phone)
         return data
 
 
@@ -537,6 +581,22 @@ class ResidentViewSet(
 
     def object_write_check(self, user, obj):
         selectors.check_can_keep_records(user, obj.household.building.path)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not hasattr(self, "unmasked_ids"):
+            self.unmasked_ids = set()
+        context["unmasked"] = self.unmasked_ids  # filled by the serializer with the rows it left whole
+        return context
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """One log row per response that carried whole ID numbers or phones of others."""
+        ids = getattr(self, "unmasked_ids", None)
+        if ids and 200 <= response.status_code < 300:
+            privacy.log_access(
+                request.user, what="resident", object_ids=ids, fields=["id_number", "phone"], via="api", request=request
+            )
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def perform_create(self, serializer):
         serializer.instance = services.resident_create(by=self.request.user, **serializer.validated_data)

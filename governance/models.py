@@ -33,6 +33,15 @@ class User(AbstractUser):
     def display_name(self):
         return self.name or self.get_full_name() or self.username
 
+    def save(self, *args, **kwargs):
+        """A new password revokes the API tokens (sessions end by themselves: Django keys them on the hash)."""
+        password_changed = self._password is not None and self.pk is not None
+        super().save(*args, **kwargs)
+        if password_changed:
+            from rest_framework.authtoken.models import Token
+
+            Token.objects.filter(user=self).delete()
+
 
 class Level(models.TextChoices):
     STREET = "street", _("街道")
@@ -427,13 +436,25 @@ class Notification(models.Model):
     key = models.CharField(_("去重键"), max_length=200)
     created_at = models.DateTimeField(_("时间"), auto_now_add=True)
     read_at = models.DateTimeField(_("已读时间"), null=True, blank=True)
+    # The outside channels (settings.NOTIFICATION_CHANNELS) still to hear of it, and when to try them next:
+    # an outbox, so that a broker or a gateway being down delays a message and loses none.
+    pending_channels = models.JSONField(_("待发送渠道"), default=list, blank=True)
+    delivery_attempts = models.PositiveSmallIntegerField(_("发送次数"), default=0)
+    next_delivery_at = models.DateTimeField(_("下次发送"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("站内通知")
         verbose_name_plural = _("站内通知")
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="notification_once_per_key")]
-        indexes = [models.Index(fields=["user", "read_at"], name="notification_unread")]
+        indexes = [
+            models.Index(fields=["user", "read_at"], name="notification_unread"),
+            models.Index(
+                fields=["next_delivery_at"],
+                name="notification_outbox",
+                condition=models.Q(next_delivery_at__isnull=False),
+            ),
+        ]
 
     def __str__(self):
         return self.title
@@ -473,3 +494,50 @@ class Rated(models.Model):
                 name="%(app_label)s_%(class)s_rating_1_to_5",
             )
         ]
+
+
+class LoginFailure(models.Model):
+    """A failed login: counted to lock out guessing (governance.security). Kept for the window only."""
+
+    username = models.CharField(_("用户名"), max_length=150)
+    ip = models.GenericIPAddressField(_("IP 地址"), null=True, blank=True)
+    at = models.DateTimeField(_("时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("登录失败")
+        verbose_name_plural = _("登录失败")
+        indexes = [models.Index(fields=["username", "at"])]
+
+    def __str__(self):
+        return f"{self.username} @ {self.ip or '-'} {self.at:%Y-%m-%d %H:%M}"
+
+
+class AccessVia(models.TextChoices):
+    API = "api", _("接口")
+    PAGE = "page", _("页面")
+    ADMIN = "admin", _("管理后台")
+    EXPORT = "export", _("导出")
+
+
+class PersonalDataAccess(models.Model):
+    """Who saw whole personal data (ID numbers, phones) or exported it, when, and of whom: written by
+    `governance.privacy.log_access` wherever a value leaves unmasked. Append-only; administrators read it."""
+
+    user = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, related_name="personal_data_accesses", verbose_name=_("用户")
+    )
+    at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
+    via = models.CharField(_("途径"), max_length=10, choices=AccessVia.choices)
+    what = models.CharField(_("对象"), max_length=40)
+    object_ids = models.JSONField(_("对象编号"), default=list)
+    fields = models.JSONField(_("字段"), default=list)
+    path = models.CharField(_("地址"), max_length=300, blank=True)
+    ip = models.GenericIPAddressField(_("IP 地址"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("个人信息查看记录")
+        verbose_name_plural = _("个人信息查看记录")
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.user} {self.get_via_display()} {self.what} {self.at:%Y-%m-%d %H:%M}"

@@ -367,3 +367,31 @@ def elder_mode_set(*, by, on: bool) -> None:
     """Switch the elder-friendly mode on or off for a logged-in person (kept with their account)."""
     by.elder_mode = bool(on)
     by.save(update_fields=["elder_mode"])
+
+
+# --- Two-factor sign-in ---------------------------------------------------------------------------------
+
+
+def two_factor_pending_device(*, by: User):
+    """The user's unconfirmed authenticator (a new secret the first time; the same one until confirmed, so a
+    reload does not invalidate what was already scanned)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=by, confirmed=False).order_by("pk").first()
+    return device or TOTPDevice.objects.create(user=by, name=_("验证器"), confirmed=False)
+
+
+@transaction.atomic
+def two_factor_confirm(*, by: User, device) -> None:
+    """The first right code confirms the device: from now on, signing in asks for a code."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    TOTPDevice.objects.filter(user=by).exclude(pk=device.pk).delete()
+
+
+def two_factor_off(*, by: User) -> None:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.filter(user=by).delete()

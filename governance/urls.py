@@ -5,11 +5,9 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="governance/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("account/two-factor/", views.two_factor, name="two-factor"),
+    path("account/two-factor/verify/", views.two_factor_verify, name="two-factor-verify"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("wall/", views.wall, name="wall"),
     path("preferences/elder/", views.elder_mode, name="elder-mode"),

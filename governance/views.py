@@ -1,5 +1,10 @@
-"""Pages of the UI shell: the role-aware home page. Login and logout are Django's own views."""
+"""Pages of the UI shell: the role-aware home page, signing in (Django's login view with the lockout, then the
+second factor), notifications and preferences."""
 
+import base64
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
@@ -8,8 +13,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
-from . import dashboard, selectors, services
+from . import dashboard, security, selectors, services
 from .errors import InvalidInput
+from .forms import CodeForm, LoginForm
 from .models import Level, Role
 from .pages import forbidden
 from .validators import parse_id
@@ -125,3 +131,85 @@ def elder_mode(request):
         services.elder_mode_set(by=request.user, on=on)
     response.set_cookie(services.ELDER_COOKIE, "1" if on else "0", max_age=365 * 24 * 3600, samesite="Lax")
     return response
+
+
+# --- Signing in: the password page, and the second factor -------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "governance/login.html"
+    redirect_authenticated_user = True
+    authentication_form = LoginForm
+
+
+def _safe_next(request, default="home"):
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse(default)
+
+
+def _qr_svg(url: str) -> str:
+    """The provisioning address as an SVG QR code, drawn here (no outside service sees the secret)."""
+    import qrcode
+    import qrcode.image.svg
+
+    image = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    return image.to_string(encoding="unicode")
+
+
+@login_required
+def two_factor(request):
+    """Turn on two-factor sign-in: scan the code with an authenticator app, type the six digits it shows. Once on,
+    it can be turned off with a current code, except by an administrator, who must keep it."""
+    user = request.user
+    device = security.confirmed_device(user)
+    form = CodeForm(request.POST or None)
+    if device:
+        if request.method == "POST" and request.POST.get("action") == "off":
+            if security.must_have_two_factor(user):
+                form.add_error(None, _("管理员账号必须开启两步验证，不能关闭。"))
+            elif form.is_valid():
+                if device.verify_token(form.cleaned_data["token"]):
+                    services.two_factor_off(by=user)
+                    messages.success(request, _("两步验证已关闭。"))
+                    return redirect("two-factor")
+                form.add_error("token", _("验证码不对或已过期，请看验证器上最新的数字。"))
+        return render(request, "governance/two_factor.html", {"device": device, "form": form})
+    pending = services.two_factor_pending_device(by=user)
+    if request.method == "POST" and form.is_valid():
+        if pending.verify_token(form.cleaned_data["token"]):
+            services.two_factor_confirm(by=user, device=pending)
+            security.two_factor_done(request, pending)
+            messages.success(request, _("两步验证已开启。以后登录时，输入密码后还要输入验证器中的数字。"))
+            return redirect(_safe_next(request))
+        form.add_error("token", _("验证码不对或已过期，请看验证器上最新的数字。"))
+    secret = base64.b32encode(pending.bin_key).decode()
+    context = {
+        "form": form,
+        "qr": _qr_svg(pending.config_url),
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        "required": security.must_have_two_factor(user),
+        "next": request.GET.get("next", ""),
+    }
+    return render(request, "governance/two_factor.html", context)
+
+
+@login_required
+def two_factor_verify(request):
+    """The second step of signing in: the six digits of the authenticator app."""
+    device = security.confirmed_device(request.user)
+    if device is None:
+        return redirect("two-factor")
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        minutes = security.locked_minutes(request.user.get_username(), security.client_ip(request))
+        if minutes:
+            form.add_error(None, security.locked_message(minutes))
+        elif device.verify_token(form.cleaned_data["token"]):
+            security.two_factor_done(request, device)
+            return redirect(_safe_next(request))
+        else:
+            security.count_failure(request.user.get_username(), request)
+            form.add_error("token", _("验证码不对或已过期，请看验证器上最新的数字。"))
+    return render(request, "governance/two_factor_verify.html", {"form": form, "next": request.GET.get("next", "")})

@@ -177,7 +177,8 @@ class LetterSerializer(LetterListSerializer):
 
     def get_writer_detail(self, letter) -> dict:
         """Name and phone (masked unless the viewer keeps the writer's records), for calling back."""
-        phone = selectors.writer_phone_for(self.context["request"].user, letter)
+        request = self.context["request"]
+        phone = selectors.writer_phone_shown(request.user, letter, request=request, via="api")
         return {"id": letter.writer_id, "name": self.get_writer(letter), "phone": phone}
 
     def get_assignee(self, letter) -> dict | None:

@@ -152,3 +152,16 @@ def writer_phone_for(viewer, letter: Letter) -> str:
 def is_office_anywhere(user) -> bool:
     scope = scope_of(user)
     return scope.is_admin or bool(scope.paths(*OFFICE_ROLES))
+
+
+def writer_phone_shown(viewer, letter: Letter, *, request=None, via: str) -> str:
+    """`writer_phone_for`, and a line in the personal-data log when the whole number goes to someone other
+    than the writer (the office calling the writer back)."""
+    from governance import privacy
+
+    phone = writer_phone_for(viewer, letter)
+    if phone and phone == letter.writer.phone and not is_writer(scope_of(viewer), letter):
+        privacy.log_access(
+            viewer, what="letter_writer", object_ids=[letter.writer_id], fields=["phone"], via=via, request=request
+        )
+    return phone

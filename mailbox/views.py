@@ -329,7 +329,9 @@ def letter_detail(request, pk):
             "letter": letter,
             "staff_view": staff_view,
             "writer_name": writer.name if staff_view or selectors.is_writer(scope, letter) else mask_name(writer.name),
-            "writer_phone": selectors.writer_phone_for(user, letter) if staff_view else "",
+            "writer_phone": selectors.writer_phone_shown(user, letter, request=request, via="page")
+            if staff_view
+            else "",
             "overdue_now": _overdue(letter, now),
             "attachments": [a for a in letter.attachments.all() if a.event_id is None or staff_view],
             "timeline": _timeline(letter, staff_view),

@@ -2,12 +2,12 @@
 
 import datetime as dt
 
-from celery import shared_task
+from governance.tasks import task
 
 from . import tally
 
 
-@shared_task(name="points.tally_previous_month")
+@task("points.tally_previous_month")
 def tally_previous_month() -> dict:
     """On the 1st of each month at 01:00 Asia/Shanghai (beat): tally the month that just ended and publish the
     boards of every grid and community. Safe to run twice: the tally replaces the month's rows, boards already
@@ -18,7 +18,7 @@ def tally_previous_month() -> dict:
     return {"month": f"{month:%Y-%m}", "rows": run.rows, "duration_ms": run.duration_ms, "boards": boards}
 
 
-@shared_task(name="points.tally_month")
+@task("points.tally_month")
 def tally_month(month: str, user_id: int | None = None) -> dict:
     """A tally run by hand from the tallies page (the month as "YYYY-MM-DD"). Safe to run twice."""
     from governance.models import User

@@ -45,6 +45,24 @@ def _empty_cache():
 
 
 @pytest.fixture(autouse=True)
+def _tasks_run_in_the_test():
+    """Tasks run eagerly in the test, even where CI sets CELERY_BROKER_URL for the whole run; the tests marked
+    `broker` switch to the real broker and a worker of their own."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = True
+
+
+@pytest.fixture(autouse=True)
+def _administrators_sign_in_with_one_factor(settings):
+    """The personas sign in with `force_login`, which has no second step; the tests of two-factor sign-in
+    (tests/governance/test_login_security.py) switch the administrators' rule back on."""
+    settings.TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from governance.models import Resident, Role
+from governance.models import PersonalDataAccess, Resident, Role
 
 from ..factories import HouseholdFactory, ResidentFactory
 
@@ -55,13 +55,38 @@ def test_me_lists_every_role_of_a_person_with_several(city, api, community_staff
 # --- residents ------------------------------------------------------------------------------------------
 
 
-def test_community_staff_see_their_community_residents_whole(personas, city, api, resident_record, resident_2_record):
-    rows = api(personas["community_staff"]).get(RESIDENTS).json()["results"]
+def test_community_staff_see_their_residents_masked_and_whole_when_they_ask_which_is_logged(
+    personas, city, api, resident_record, resident_2_record
+):
+    staff = personas["community_staff"]
+    rows = api(staff).get(RESIDENTS).json()["results"]
     assert [r["name"] for r in rows] == ["张三明"]
-    assert rows[0]["id_number"] == "510603198001011237"
-    assert rows[0]["phone"] == "13812345678"
+    assert rows[0]["id_number"] == "5106**********1237" and rows[0]["phone"] == "138****5678"  # by default
     assert rows[0]["tags"] == ["party_member"]
     assert rows[0]["address"] == "1栋 1单元101"
+    assert not PersonalDataAccess.objects.exists()
+
+    rows = api(staff).get(RESIDENTS, {"unmask": "true"}).json()["results"]
+    assert rows[0]["id_number"] == "510603198001011237" and rows[0]["phone"] == "13812345678"
+    log = PersonalDataAccess.objects.get()
+    assert (log.user, log.via, log.what, log.object_ids) == (staff, "api", "resident", [resident_record.pk])
+    assert log.fields == ["id_number", "phone"] and "unmask=true" in log.path
+    assert "510603198001011237" not in str(log.__dict__)  # the log names the record, never the value
+
+
+def test_asking_for_whole_values_without_the_role_gets_them_masked_and_logs_nothing(personas, api, resident_record):
+    row = api(personas["street_staff"]).get(f"{RESIDENTS}{resident_record.pk}/", {"unmask": "1"}).json()
+    assert row["id_number"] == "5106**********1237"
+    assert not PersonalDataAccess.objects.exists()
+
+
+def test_opening_a_resident_in_the_admin_is_logged(client, admin_user, resident_record):
+    client.force_login(admin_user)
+    page = client.get(f"/admin/governance/resident/{resident_record.pk}/change/")
+    assert page.status_code == 200 and "510603198001011237" in page.content.decode()
+    assert PersonalDataAccess.objects.get().via == "admin"
+    client.get("/admin/governance/resident/")  # the list is masked: nothing to log
+    assert PersonalDataAccess.objects.count() == 1
 
 
 def test_street_staff_and_secretary_see_residents_masked(personas, resident_record, api):
@@ -121,7 +146,8 @@ def test_grid_worker_registers_a_resident_in_their_grid(personas, city, api):
         format="json",
     )
     assert response.status_code == 201, response.json()
-    assert response.json()["id_number"] == "11010519491231002X"
+    assert response.json()["id_number"] == "1101**********002X"  # masked in the answer too
+    assert Resident.objects.get(name="王五").id_number == "11010519491231002X"
     assert Resident.objects.get(name="王五").tags.get().code == "volunteer"
 
 

@@ -271,3 +271,20 @@ def test_list_filters(api, make_letter, secretary):
     assert client.get(URL, {"state": "nonsense"}).status_code == 400
     assert client.get(URL, {"unit": "abc"}).status_code == 400
     assert LetterState.SUBMITTED == "submitted"
+
+
+def test_the_office_calling_a_writer_back_sees_the_whole_number_and_it_is_logged(api, make_letter, secretary, resident):
+    from governance.models import PersonalDataAccess
+
+    letter = make_letter(contact_preference="phone")
+    assert api(resident).get(f"/api/v1/letters/{letter.pk}/").json()["writer_detail"]["phone"] == "13812345678"
+    assert not PersonalDataAccess.objects.exists()  # the writer's own number
+    body = api(secretary).get(f"/api/v1/letters/{letter.pk}/").json()
+    assert body["writer_detail"]["phone"] == "13812345678"
+    log = PersonalDataAccess.objects.get()
+    assert (log.user, log.what, log.object_ids, log.fields) == (
+        secretary,
+        "letter_writer",
+        [letter.writer_id],
+        ["phone"],
+    )
