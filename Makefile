@@ -8,7 +8,7 @@ DEMO_PASSWORD ?= grid-demo-2026
 HOST ?= 127.0.0.1:8000
 MESSAGES_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench
 
-.PHONY: demo test check lint format messages install install-dev bench-city
+.PHONY: demo test check fuzz lint format messages install install-dev bench-city
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ check: install-dev
 	msgfmt --statistics -o /dev/null locale/en/LC_MESSAGES/django.po 2>&1 | tee $(VENV)/messages.txt
 	mv $(VENV)/django.po.bak locale/en/LC_MESSAGES/django.po
 	! grep -Eq "untranslated|fuzzy" $(VENV)/messages.txt || { echo "new strings: run make messages and translate them"; exit 1; }
+
+# Schemathesis against the running app (gunicorn, a scratch PostgreSQL database), as several personas.
+fuzz: install-dev
+	PY=$(PY) PATH=$(VENV)/bin:$$PATH bash .ci/schemathesis
 
 format: install-dev
 	$(VENV)/bin/ruff check --fix .

@@ -223,6 +223,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "governance.api_base.document_errors",
+    ],
     # Cases and letters both have a state and a closed reason: name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "CaseStateEnum": "grids.models.CaseState",

@@ -28,3 +28,9 @@ urlpatterns = [
 
 # Uploaded files are not served from MEDIA_URL, not even in development: photos of cases and evidence of
 # points are personal, and their own views serve them to those who may see them.
+
+# Errors under /api/ answer JSON like every other API error; pages answer a page in the app's look.
+handler400 = "governance.views.bad_request"
+handler403 = "governance.views.permission_denied"
+handler404 = "governance.views.page_not_found"
+handler500 = "governance.views.server_error"

@@ -229,3 +229,50 @@ class WorkflowEventSerializer(serializers.ModelSerializer):
 
     def get_to_state_display(self, event) -> str:
         return self._state(event.to_state)
+
+
+# --- The errors in the schema ---------------------------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error: a readable message in the request's language, a machine code, field errors on 400.",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        # Field name → its messages (a list of files or of items: position → messages).
+        "errors": {"type": "object"},
+    },
+    "required": ["detail", "code"],
+}
+ERROR_STATUSES = {
+    "400": "输入有误（字段错误见 errors）",
+    "401": "未登录",
+    "403": "可见但无权操作",
+    "404": "不存在或不在本人范围内",
+    "405": "不支持的请求方法",
+    "409": "当前状态不允许该操作",
+    "415": "不支持的请求格式",
+    "429": "请求过于频繁",
+}
+
+
+def document_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation documents the error answers the exception handler
+    gives (one `Error` schema), so that clients and Schemathesis know them."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status_code, description in ERROR_STATUSES.items():
+                if status_code == "401" and not operation.get("security", [{}]):
+                    continue
+                responses.setdefault(
+                    status_code,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                )
+    return result

@@ -282,12 +282,14 @@ def resident_move_out(*, by: User, resident: Resident, moved_out_on: date | None
 
 
 @transaction.atomic
-def department_create(*, by: User | None, name: str, code: str, kind: str, phone: str = "") -> Department:
+def department_create(
+    *, by: User | None, name: str, code: str, kind: str, phone: str = "", is_active: bool = True
+) -> Department:
     if by is not None:
         check_can_edit_hierarchy(by)
     if Department.objects.filter(code=code).exists():
         raise InvalidInput(_("编码“%(code)s”已被使用。") % {"code": code}, field="code")
-    return Department.objects.create(name=name, code=code, kind=kind, phone=phone)
+    return Department.objects.create(name=name, code=code, kind=kind, phone=phone, is_active=is_active)
 
 
 @transaction.atomic

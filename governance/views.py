@@ -213,3 +213,39 @@ def two_factor_verify(request):
             security.count_failure(request.user.get_username(), request)
             form.add_error("token", _("验证码不对或已过期，请看验证器上最新的数字。"))
     return render(request, "governance/two_factor_verify.html", {"form": form, "next": request.GET.get("next", "")})
+
+
+# --- Error pages: JSON under /api/, a page elsewhere ------------------------------------------------------
+
+
+def _error(request, status: int, message: str, code: str):
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": str(message), "code": code}, status=status)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def bad_request(request, exception=None):
+    return _error(request, 400, _("请求有误。"), "bad_request")
+
+
+def permission_denied(request, exception=None):
+    return _error(request, 403, _("您没有权限执行该操作。"), "permission_denied")
+
+
+def page_not_found(request, exception=None):
+    return _error(request, 404, _("找不到该页面或记录，或它不在您的范围内。"), "not_found")
+
+
+def server_error(request):
+    """Never rendered with the request's context: whatever broke may break it again."""
+    from django.http import HttpResponseServerError, JsonResponse
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": _("服务器出错了，请稍后再试。"), "code": "server_error"}, status=500)
+    from django.template import loader
+
+    return HttpResponseServerError(
+        loader.get_template("error.html").render({"status": 500, "message": _("服务器出错了，请稍后再试。")})
+    )

@@ -35,7 +35,7 @@ from .models import OPEN_STATES, Case, CaseCategory, CaseDispatch, CaseEvent, Ca
 
 
 class CaseCategorySerializer(serializers.ModelSerializer):
-    group = serializers.CharField(source="parent.name", default=None, read_only=True)
+    group = serializers.CharField(source="parent.name", default=None, read_only=True, allow_null=True)
     default_department = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
@@ -171,7 +171,7 @@ class CaseSerializer(CaseListSerializer):
     building = RefSerializer(allow_null=True)
     reporter = serializers.SerializerMethodField()
     affected_resident = serializers.SerializerMethodField()
-    duplicate_of = serializers.CharField(source="duplicate_of.number", default=None)
+    duplicate_of = serializers.CharField(source="duplicate_of.number", default=None, allow_null=True)
     photos = PhotoSerializer(many=True)
     dispatches = DispatchSerializer(many=True)
     letter = serializers.SerializerMethodField()
@@ -474,7 +474,7 @@ class CaseViewSet(
         parameters=[OpenApiParameter("grid", int, required=True), OpenApiParameter("category", int, required=True)],
         responses=CaseListSerializer(many=True),
     )
-    @action(detail=False, methods=["get"])
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def similar(self, request):
         """Possible duplicates to show before filing: open cases of the category in the grid, last 30 days."""
         grid = _int_param(request, "grid")
@@ -486,7 +486,7 @@ class CaseViewSet(
         return Response(CaseListSerializer(found, many=True, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=EventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request, pk=None):
         """The case's full event log, oldest first."""
         case = self.get_object()
@@ -513,7 +513,18 @@ class CaseViewSet(
 
     @extend_schema(
         parameters=[OpenApiParameter("unit", int), OpenApiParameter("month", str, description="YYYY-MM")],
-        responses=inline_serializer("CaseKpis", {"summary": serializers.DictField()}),
+        responses=inline_serializer(
+            "CaseKpis",
+            {
+                "unit": serializers.DictField(allow_null=True),
+                "month": serializers.CharField(),
+                # Absent for department staff, who see their departments' rows and the ranking only.
+                "summary": serializers.DictField(required=False),
+                "by_unit": serializers.ListField(child=serializers.DictField(), required=False),
+                "by_department": serializers.ListField(child=serializers.DictField()),
+                "ranking": serializers.DictField(),
+            },
+        ),
     )
     @action(detail=False, methods=["get"])
     def stats(self, request):

@@ -398,7 +398,7 @@ class LetterViewSet(
         return Response(data, status=201 if created else 200)
 
     @extend_schema(responses=LetterEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request, pk=None):
         """The letter's full log, oldest first."""
         letter = self.get_object()

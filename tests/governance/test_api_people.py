@@ -321,3 +321,33 @@ def test_only_administrators_keep_departments(personas, api, city):
     assert response.status_code == 201
     duplicate = api(personas["admin"]).post(DEPARTMENTS, payload, format="json")
     assert duplicate.status_code == 400
+
+
+def test_an_address_under_the_api_that_matches_nothing_answers_json(api, personas):
+    response = api(personas["community_staff"]).get("/api/v1/units/12/photos/not-a-number/")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "找不到该页面或记录，或它不在您的范围内。", "code": "not_found"}
+    assert api(personas["community_staff"]).get("/api/v1/units/not-a-number/").json()["code"] == "not_found"
+
+
+def test_a_page_that_does_not_exist_answers_a_page(client, community_staff):
+    client.force_login(community_staff)
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and "找不到该页面" in response.content.decode()
+
+
+def test_a_department_can_be_created_inactive(api, personas):
+    response = api(personas["admin"]).post(
+        "/api/v1/departments/", {"name": "水务局", "code": "SW", "kind": "environment", "is_active": False}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["is_active"] is False
+
+
+def test_the_schema_documents_the_error_answers_of_every_operation():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert {"400", "403", "404", "409", "429"} <= set(operation["responses"]), (method, path)
