@@ -111,3 +111,46 @@ def check_attachments(files, *, max_count: int, max_bytes: int, field: str = "at
             ) from None
         prepared.append(("image", photo, name, photo.size))
     return prepared
+
+
+# --- Serving what was uploaded ------------------------------------------------------------------------------
+
+# A served file may not run anything, even if a browser were tricked into rendering it as a page.
+SERVED_FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+
+
+def serve_file(stored, *, pdf_name: str | None = None):
+    """A stored photo or PDF to someone who may see it. The type comes from the stored bytes (the uploader's
+    file name proves nothing); images are shown inline, PDFs downloaded (never rendered in the app's origin);
+    no sniffing, a sandboxing CSP, kept in the browser's private cache only. A missing file is a 404."""
+    from django.http import FileResponse, Http404
+
+    if not stored:
+        raise Http404
+    try:
+        handle = stored.open("rb")
+    except OSError:
+        raise Http404 from None
+    if pdf_name is not None or _starts_like_pdf(handle):
+        response = FileResponse(
+            handle, content_type="application/pdf", as_attachment=True, filename=pdf_name or "file.pdf"
+        )
+    else:
+        try:
+            with Image.open(handle) as picture:
+                kind = Image.MIME.get(picture.format or "", "application/octet-stream")
+        except (UnidentifiedImageError, OSError):
+            kind = "application/octet-stream"
+        handle.seek(0)
+        response = FileResponse(handle, content_type=kind)
+        response["Content-Disposition"] = "inline" if kind.startswith("image/") else "attachment"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = SERVED_FILE_CSP
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+def _starts_like_pdf(handle) -> bool:
+    head = handle.read(5)
+    handle.seek(0)
+    return head == b"%PDF-"

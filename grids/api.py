@@ -7,11 +7,10 @@ wrong role, 409 for the wrong state, 400 for bad input).
 
 import django_filters
 from django.db.models import Exists, OuterRef, Q
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from PIL import Image
 from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -26,6 +25,7 @@ from governance.api_base import (
 )
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
+from governance.uploads import serve_file
 from governance.validators import MAX_ID, parse_id
 
 from . import selectors, services
@@ -502,14 +502,7 @@ class CaseViewSet(
         photo = case.photos.filter(pk=photo_pk).first()
         if photo is None:
             raise Http404
-        try:
-            content_type = image_content_type(photo.image)
-            response = FileResponse(photo.image.open("rb"), content_type=content_type)
-        except FileNotFoundError:
-            raise Http404 from None
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Disposition"] = "inline"
-        return response
+        return serve_file(photo.image)
 
     @extend_schema(
         parameters=[OpenApiParameter("unit", int), OpenApiParameter("month", str, description="YYYY-MM")],
@@ -547,12 +540,6 @@ class CaseViewSet(
 
 def _int_param(request, name):
     return parse_id(request.query_params.get(name), field=name)
-
-
-def image_content_type(image) -> str:
-    """The content type of a stored image, read from its content (the name the uploader gave proves nothing)."""
-    with image.open("rb") as handle, Image.open(handle) as picture:
-        return Image.MIME.get(picture.format, "application/octet-stream")
 
 
 add_transition_routes(CaseViewSet, operation_prefix="cases", response_serializer=CaseSerializer)

@@ -11,16 +11,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import F, Q
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from PIL import Image, UnidentifiedImageError
 
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Unit
 from governance.pages import StepOutcome, bulk_step, error_summary, forbidden, show_error, step_panels, take_step
 from governance.selectors import scope_of, unit_chain
+from governance.uploads import serve_file
 from governance.validators import parse_id
 
 from . import forms, selectors, services, stats
@@ -312,30 +311,11 @@ def case_detail(request, pk):
 # --- Photos ---------------------------------------------------------------------------------------------
 
 
-def _content_type(handle) -> str:
-    """The content type read from the stored bytes (the uploader's file name proves nothing)."""
-    try:
-        with Image.open(handle) as picture:
-            kind = Image.MIME.get(picture.format or "", "application/octet-stream")
-    except (UnidentifiedImageError, OSError):
-        kind = "application/octet-stream"
-    handle.seek(0)
-    return kind
-
-
 @login_required
 def case_photo(request, pk, photo_pk):
     case = get_object_or_404(selectors.cases_visible_to(request.user), pk=pk)
     photo = get_object_or_404(CasePhoto, case=case, pk=photo_pk)
-    try:
-        handle = photo.image.open("rb")
-    except FileNotFoundError:
-        raise Http404 from None
-    response = FileResponse(handle, content_type=_content_type(handle))
-    response["Content-Disposition"] = "inline"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return serve_file(photo.image)
 
 
 # --- The KPI page ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import datetime as dt
 
 import django_filters
 from django.db.models import Q
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -30,6 +30,7 @@ from governance.errors import NotAllowed
 from governance.masking import mask_name
 from governance.models import Department, Resident, Unit
 from governance.selectors import scope_of
+from governance.uploads import serve_file
 from governance.validators import parse_id
 from grids.api import RefSerializer
 from grids.models import CaseCategory
@@ -456,19 +457,8 @@ def attachment_response(letter, attachment_pk):
     attachment = letter.attachments.filter(pk=attachment_pk).first()
     if attachment is None:
         raise Http404
-    try:
-        handle = attachment.file.open("rb")
-    except FileNotFoundError:
-        raise Http404 from None
-    if attachment.kind == AttachmentKind.PDF:
-        # Never shown inside the app's origin: a PDF is downloaded.
-        response = FileResponse(handle, content_type="application/pdf", as_attachment=True, filename=attachment.name)
-    else:
-        response = FileResponse(handle, content_type="image/jpeg")
-        response["Content-Disposition"] = "inline"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    # A PDF is downloaded, never shown inside the app's origin; photos inline (governance.uploads.serve_file).
+    return serve_file(attachment.file, pdf_name=attachment.name if attachment.kind == AttachmentKind.PDF else None)
 
 
 # --- The public letters -----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import datetime as dt
 
 import django_filters
 from django.db.models import Prefetch, Q
-from django.http import FileResponse, Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -25,8 +24,9 @@ from governance.errors import InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Unit
 from governance.selectors import STEP, residents_visible_to, scope_of, units_visible_to
+from governance.uploads import serve_file
 from governance.validators import parse_id
-from grids.api import RefSerializer, image_content_type
+from grids.api import RefSerializer
 from grids.models import Case
 from grids.selectors import cases_visible_to
 from grids.stats import parse_month
@@ -600,17 +600,7 @@ class RewardViewSet(
 
 
 def _image_response(image):
-    if not image:
-        raise Http404
-    try:
-        content_type = image_content_type(image)
-        handle = image.open("rb")
-    except OSError:
-        raise Http404 from None
-    response = FileResponse(handle, content_type=content_type)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Disposition"] = "inline"
-    return response
+    return serve_file(image)
 
 
 class RedemptionSerializer(serializers.ModelSerializer):

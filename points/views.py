@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Prefetch, Q
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,8 +25,8 @@ from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit
 from governance.pages import error_summary, forbidden, resident_search, show_error
 from governance.selectors import STEP, residents_visible_to, scope_of, under, units_visible_to
+from governance.uploads import serve_file
 from governance.validators import parse_id
-from grids.api import image_content_type
 from grids.stats import parse_month
 
 from . import forms, selectors, services, shop, tally
@@ -199,19 +199,8 @@ def entry_evidence(request, pk):
 
 
 def _image(image):
-    """A stored photo, with its type read from its content (the uploader's file name proves nothing)."""
-    if not image:
-        raise Http404
-    try:
-        content_type = image_content_type(image)
-        handle = image.open("rb")
-    except OSError:
-        raise Http404 from None
-    response = FileResponse(handle, content_type=content_type)
-    response["Content-Disposition"] = "inline"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    """A stored photo (governance.uploads.serve_file: its type read from its content)."""
+    return serve_file(image)
 
 
 # --- Recording ------------------------------------------------------------------------------------------------

@@ -338,7 +338,9 @@ def test_a_page_that_does_not_exist_answers_a_page(client, community_staff):
 
 def test_a_department_can_be_created_inactive(api, personas):
     response = api(personas["admin"]).post(
-        "/api/v1/departments/", {"name": "水务局", "code": "SW", "kind": "environment", "is_active": False}, format="json"
+        "/api/v1/departments/",
+        {"name": "水务局", "code": "SW", "kind": "environment", "is_active": False},
+        format="json",
     )
     assert response.status_code == 201, response.json()
     assert response.json()["is_active"] is False

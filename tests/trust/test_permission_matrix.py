@@ -263,3 +263,33 @@ def test_every_operation_and_page_meets_the_matrix(world, clients):
     assert not missing, "operations or pages without a row in matrix.txt:\n" + "\n".join(missing)
     assert not gone, "rows in matrix.txt for operations or pages that no longer exist:\n" + "\n".join(gone)
     assert not differ, "\n".join(differ)
+
+
+# Every route that serves an uploaded file, and what it serves.
+FILE_ROUTES = [
+    ("/api/v1/cases/{case}/photos/{case_photo}/", "image/jpeg"),
+    ("/cases/{case}/photos/{case_photo}/", "image/jpeg"),
+    ("/api/v1/points/entries/{entry}/evidence/", "image/jpeg"),
+    ("/points/entries/{entry}/evidence/", "image/jpeg"),
+    ("/api/v1/points/rewards/{reward}/photo/", "image/jpeg"),
+    ("/points/rewards/{reward}/photo/", "image/jpeg"),
+    ("/api/v1/letters/{letter}/attachments/{attachment}/", "application/pdf"),
+    ("/mailbox/{letter}/attachments/{attachment}/", "application/pdf"),
+]
+
+
+def test_uploaded_files_are_served_by_content_with_safe_headers(world, clients):
+    """Photos inline with their real type, PDFs as downloads, never sniffed, sandboxed, cached privately."""
+    served = {route for route, _name in page_routes() if "photo" in route or "evidence" in route or "attachment" in route}
+    served |= {path for _method, path in api_operations() if "photo" in path or "evidence" in path or "attachment" in path}
+    assert len(served) == len(FILE_ROUTES), "a route serving files is missing from FILE_ROUTES"
+    for route, kind in FILE_ROUTES:
+        url = re.sub(r"\{(\w+)\}", lambda m: str(world[m.group(1)].pk), route)
+        response = clients["resident"].get(url)
+        assert response.status_code == 200, url
+        assert response["Content-Type"] == kind, url
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in response["Content-Security-Policy"] and "default-src 'none'" in response["Content-Security-Policy"]
+        assert response["Cache-Control"] == "private, max-age=86400"
+        disposition = response["Content-Disposition"]
+        assert disposition.startswith("attachment") if kind == "application/pdf" else disposition == "inline", url
