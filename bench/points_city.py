@@ -167,7 +167,7 @@ BUILD_SQL = [
     SELECT a.id, a.resident_id, a.scheme_id, coalesce(s.balance, 0), coalesce(s.earned, 0),
       coalesce(s.deducted, 0), coalesce(s.redeemed, 0), s.first_on, now()
     FROM bench_acct a LEFT JOIN (
-      SELECT e.account_id, sum(e.points) AS balance, min(e.occurred_on) AS first_on,
+      SELECT e.account_id, sum(e.points) AS balance, min(e.day) AS first_on,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'award' THEN e.points ELSE 0 END) AS earned,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'deduction' THEN -e.points ELSE 0 END) AS deducted,
         sum(CASE WHEN coalesce(o.kind, e.kind) = 'redemption' THEN -e.points ELSE 0 END) AS redeemed

@@ -269,6 +269,9 @@ MAILBOX_DAILY_LIMIT = env_int("MAILBOX_DAILY_LIMIT", 5)
 MAILBOX_MAX_ATTACHMENTS = 5
 MAILBOX_ATTACHMENT_MAX_BYTES = env_int("MAILBOX_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 
+# Open311 requests one API key may make in a minute (grids/open311.py).
+OPEN311_RATE_PER_MINUTE = env_int("OPEN311_RATE_PER_MINUTE", 60)
+
 # Days a month's points board stays open to objections after it is published (公示期).
 POINTS_NOTICE_DAYS = env_int("POINTS_NOTICE_DAYS", 5)
 
@@ -296,6 +299,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=0, hour=1, day_of_month=1),
     },
 }
+
+# The load benchmark's ceiling (bench/load_city.py): a plain Django view at /bench/plain, only when asked for.
+BENCH_PLAIN_VIEW = env_bool("DJANGO_BENCH_PLAIN_VIEW", False)
 
 # --- Production posture ---------------------------------------------------------------------------------
 if PRODUCTION:

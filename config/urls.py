@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
@@ -28,6 +29,15 @@ urlpatterns = [
 
 # Uploaded files are not served from MEDIA_URL, not even in development: photos of cases and evidence of
 # points are personal, and their own views serve them to those who may see them.
+
+if settings.BENCH_PLAIN_VIEW:
+    from django.http import HttpResponse
+
+    def plain(request):
+        """The ceiling of bench/load_city.py: Django's whole stack, middleware included, and no work."""
+        return HttpResponse("ok", content_type="text/plain")
+
+    urlpatterns.insert(0, path("bench/plain", plain))
 
 # Errors under /api/ answer JSON like every other API error; pages answer a page in the app's look.
 handler400 = "governance.views.bad_request"

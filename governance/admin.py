@@ -19,6 +19,7 @@ from .models import (
     CHILD_LEVEL,
     PARENT_LEVEL,
     ROLE_LEVEL,
+    ApiKey,
     CalendarDay,
     Department,
     GridTeamMember,
@@ -587,3 +588,28 @@ class PersonalDataAccessAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ("user__username", "user__name", "path")
     date_hierarchy = "at"
     list_select_related = ("user",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(AdministratorsOnly, admin.ModelAdmin):
+    """Keys of other systems (Open311). Made with `manage.py create_open311_key NAME`, which shows the key once;
+    here they are revoked (the cases they brought in keep their source)."""
+
+    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix")
+    fields = ("name", "prefix", "user", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "user", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request, *args):
+        return False  # the command makes keys: the raw key must be shown once, to the one who made it
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("吊销所选密钥"))
+    def revoke(self, request, queryset):
+        for key in queryset:
+            services.api_key_revoke(key=key)
+        self.message_user(request, _("已吊销 %(n)d 个密钥。") % {"n": queryset.count()})

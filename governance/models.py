@@ -82,6 +82,9 @@ class Unit(MP_Node):
     compound_name = models.CharField(_("小区名称"), max_length=100, blank=True)
     target_households = models.PositiveIntegerField(_("目标户数"), null=True, blank=True)
     address = models.CharField(_("地址"), max_length=200, blank=True)
+    # Where it is (WGS-84), for grids and buildings: matches a location sent by another system to a grid.
+    latitude = models.DecimalField(_("纬度"), max_digits=9, decimal_places=6, null=True, blank=True)
+    longitude = models.DecimalField(_("经度"), max_digits=9, decimal_places=6, null=True, blank=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
     class Meta:
@@ -541,3 +544,29 @@ class PersonalDataAccess(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.get_via_display()} {self.what} {self.at:%Y-%m-%d %H:%M}"
+
+
+class ApiKey(models.Model):
+    """A key another system (a 12345 hotline bridge, a reporting app) sends in with its requests (Open311's
+    `api_key`). Only the SHA-256 of the key is stored: it is shown once, when made. Revoked keys are kept, so the
+    cases they brought in still name where they came from. Each key acts as its own service account."""
+
+    name = models.CharField(_("名称"), max_length=100)
+    prefix = models.CharField(_("前缀"), max_length=8, help_text=_("密钥的前 8 位，用于辨认"))
+    key_hash = models.CharField(_("密钥摘要"), max_length=64, unique=True)
+    user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="api_key", verbose_name=_("服务账号"))
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("最近使用"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("吊销时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("接口密钥")
+        verbose_name_plural = _("接口密钥")
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

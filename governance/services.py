@@ -17,6 +17,7 @@ from .models import (
     PARENT_LEVEL,
     PARTY_ORG_KIND_FOR_LEVEL,
     ROLE_LEVEL,
+    ApiKey,
     Department,
     GridTeamMember,
     Household,
@@ -397,3 +398,44 @@ def two_factor_off(*, by: User) -> None:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     TOTPDevice.objects.filter(user=by).delete()
+
+
+# --- API keys of other systems --------------------------------------------------------------------------
+
+
+def _digest(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+    """A new key and its service account; returns (key, the raw key), which is shown this once only."""
+    import secrets
+
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput(_("请填写密钥名称（如“12345热线”）。"), field="name")
+    raw = secrets.token_urlsafe(32)
+    account = User.objects.create(username=f"apikey-{secrets.token_hex(6)}", name=name[:50])
+    account.set_unusable_password()
+    account.save(update_fields=["password"])
+    key = ApiKey.objects.create(name=name, prefix=raw[:8], key_hash=_digest(raw), user=account)
+    return key, raw
+
+
+def api_key_for(raw: str | None):
+    """The live key with this value, its last use noted (at most once a minute); None if unknown or revoked."""
+    if not raw:
+        return None
+    key = ApiKey.objects.select_related("user").filter(key_hash=_digest(raw.strip()), revoked_at=None).first()
+    if key is not None:
+        now = timezone.now()
+        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def api_key_revoke(*, key) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at=None).update(revoked_at=timezone.now())

@@ -36,6 +36,11 @@ class CaseCategory(models.Model):
     )
     active = models.BooleanField(_("启用"), default=True)
     order = models.PositiveSmallIntegerField(_("排序"), default=0)
+    description = models.CharField(_("说明"), max_length=300, blank=True)
+    # What a report of this kind must say besides the description (Open311 service attributes): a list of
+    # {"code", "description", "datatype": string|number|datetime|text|singlevaluelist|multivaluelist,
+    #  "required": bool, "values": [{"key", "name"}]}.
+    attributes = models.JSONField(_("附加信息项"), default=list, blank=True)
 
     class Meta:
         verbose_name = _("事件分类")

@@ -136,8 +136,8 @@ def _attach(case: Case, event, photos, by: User):
 # --- Filing ----------------------------------------------------------------------------------------------
 
 
-def _place(by: User, grid: Unit | None, building: Unit | None) -> tuple[Unit, Unit | None]:
-    visible = units_visible_to(by)
+def _place(by: User, grid: Unit | None, building: Unit | None, *, anywhere: bool = False) -> tuple[Unit, Unit | None]:
+    visible = Unit.objects.all() if anywhere else units_visible_to(by)
     if building is not None:
         if building.level != Level.BUILDING or not visible.filter(pk=building.pk).exists():
             raise InvalidInput(_("请选择您网格内的楼栋。"), field="building")
@@ -169,6 +169,7 @@ def case_file(
     photos=(),
     resolved_on_site: str = "",
     via_letter: bool = False,
+    from_outside: bool = False,
     now: dt.datetime | None = None,
 ) -> Case:
     """File a case in a grid of the filer's (grid worker: their grid; community staff: their community's).
@@ -177,10 +178,13 @@ def case_file(
     evidence, nothing for the community to triage.
 
     `via_letter`: the secretary (or office) of a letter turns it into a case (`mailbox.services.letter_assign`,
-    which has checked their role); the grid need only be one they can see."""
+    which has checked their role); the grid need only be one they can see.
+
+    `from_outside`: another system's report (Open311, `grids.open311`), filed by its key's service account in
+    the grid its location was matched to (`open311_place`)."""
     now = now or timezone.now()
-    grid, building = _place(by, grid, building)
-    if not via_letter and not selectors.may_file_in(scope_of(by), grid):
+    grid, building = _place(by, grid, building, anywhere=from_outside)
+    if not (via_letter or from_outside) and not selectors.may_file_in(scope_of(by), grid):
         raise NotAllowed(_("只有本网格的网格员或本社区的工作人员可以上报事件。"))
     if category.parent_id is None or not category.active:
         raise InvalidInput(_("请选择一个启用的具体分类（二级分类）。"), field="category")
@@ -815,3 +819,65 @@ def _notify_rater(case):
         else _("请回访居民并代为评价：%(number)s %(title)s") % {"number": case.number, "title": case.title},
         url=case.get_absolute_url(),
     )
+
+
+# --- Reports from other systems (Open311) ------------------------------------------------------------------
+
+MATCH_METRES = 500
+
+
+def _metres(lat1, lon1, lat2, lon2) -> float:
+    """Distance on the ground, equirectangular: exact enough within a street."""
+    import math
+
+    x = math.radians(float(lon2) - float(lon1)) * math.cos(math.radians((float(lat1) + float(lat2)) / 2))
+    y = math.radians(float(lat2) - float(lat1))
+    return 6_371_000 * math.hypot(x, y)
+
+
+def open311_place(*, street: Unit, lat=None, long=None, address: str = "", address_id: str = "") -> tuple:
+    """The grid (and building) of a location sent by another system, within the street: by the code of a grid or
+    building (`address_id`), by the nearest grid or building with coordinates within 500 m, or by an address or
+    compound name the text contains (the longest that does). Returns (grid, building, matched); unmatched, the
+    street's first community takes it, in its first grid, for its staff to place."""
+    units = Unit.objects.filter(path__startswith=street.path, level__in=(Level.GRID, Level.BUILDING))
+
+    def found(unit):
+        if unit.level == Level.BUILDING:
+            return Unit.objects.get(path=unit.path[: 3 * STEP]), unit, True
+        return unit, None, True
+
+    if address_id:
+        unit = units.filter(code=address_id).first()
+        if unit is not None:
+            return found(unit)
+    if lat is not None and long is not None:
+        located = (
+            units.exclude(latitude=None).exclude(longitude=None).only("id", "path", "level", "latitude", "longitude")
+        )
+        best = min(
+            ((_metres(lat, long, u.latitude, u.longitude), u.level != Level.BUILDING, u) for u in located),
+            default=None,
+            key=lambda t: (t[0], t[1]),
+        )
+        if best is not None and best[0] <= MATCH_METRES:
+            return found(best[2])
+    text = (address or "").strip()
+    if text:
+        named = [
+            (len(name), unit)
+            for unit in units.only("id", "path", "level", "address", "compound_name")
+            for name in (unit.address, unit.compound_name)
+            if name and len(name) >= 3 and name in text
+        ]
+        if named:
+            return found(max(named, key=lambda t: (t[0], t[1].level == Level.BUILDING))[1])
+    community = Unit.objects.filter(path__startswith=street.path, level=Level.COMMUNITY).order_by("path").first()
+    grid = (
+        Unit.objects.filter(path__startswith=community.path, level=Level.GRID).order_by("path").first()
+        if community
+        else None
+    )
+    if grid is None:
+        raise InvalidInput(_("该街道下还没有网格，无法接收事件。"), field="jurisdiction_id")
+    return grid, None, False

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from governance import redaction
 from governance.errors import DomainError, InvalidInput, NotAllowed, RateLimited
 from governance.masking import mask_name
 from governance.models import Department, Level, Resident, Role, Unit, User
@@ -29,7 +30,7 @@ from governance.uploads import check_attachments
 from governance.workdays import add_working_days
 from governance.workflow import Action, Workflow, check_stars, close_unrated, mark_overdue, require_note
 
-from . import redaction, selectors
+from . import selectors
 from .models import (
     Channel,
     ClosedReason,

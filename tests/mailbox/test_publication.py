@@ -5,9 +5,9 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from governance.errors import DomainError, NotAllowed
+from governance.redaction import MASK, redact
 from mailbox import services
 from mailbox.models import Letter
-from mailbox.redaction import MASK, redact
 from mailbox.selectors import public_letters
 
 # Chinese text as residents write it: (text, what must disappear, what must stay).

@@ -75,6 +75,15 @@ PAGE_OBJECTS = {
     "notification-open": ["notification"],
 }
 
+# Pages whose parameters are not ids: the address to ask, from the world.
+PAGE_URLS = {
+    "open311-discovery": lambda w: "/open311/discovery.json",
+    "open311-services": lambda w: "/open311/v2/services.json?jurisdiction_id=S1",
+    "open311-service": lambda w: f"/open311/v2/services/{w['case'].category.code}.json?jurisdiction_id=S1",
+    "open311-requests": lambda w: "/open311/v2/requests.json?jurisdiction_id=S1",
+    "open311-request": lambda w: f"/open311/v2/requests/{w['case'].number}.json?jurisdiction_id=S1",
+}
+
 # Addresses anyone may open without logging in.
 PUBLIC = {
     "POST /api/v1/auth/token/",
@@ -87,6 +96,12 @@ PUBLIC = {
     "GET /i18n/setlang/",
     "GET /logout/",
     "GET /preferences/elder/",
+    # Open311 is for other systems: reading is public (redacted, public categories), filing takes an api_key.
+    "GET /open311/discovery.{fmt}",
+    "GET /open311/v2/services.{fmt}",
+    "GET /open311/v2/services/{service_code}.{fmt}",
+    "GET /open311/v2/requests.{fmt}",
+    "GET /open311/v2/requests/{service_request_id}.{fmt}",
 }
 
 
@@ -135,6 +150,8 @@ def api_url(path: str, world) -> str:
 
 
 def page_url(route: str, name: str, world) -> str:
+    if name in PAGE_URLS:
+        return PAGE_URLS[name](world)
     if "{" not in route:
         return route
     assert name in PAGE_OBJECTS, f"no object for the parameters of page {name} ({route}): add it to PAGE_OBJECTS"
@@ -280,8 +297,12 @@ FILE_ROUTES = [
 
 def test_uploaded_files_are_served_by_content_with_safe_headers(world, clients):
     """Photos inline with their real type, PDFs as downloads, never sniffed, sandboxed, cached privately."""
-    served = {route for route, _name in page_routes() if "photo" in route or "evidence" in route or "attachment" in route}
-    served |= {path for _method, path in api_operations() if "photo" in path or "evidence" in path or "attachment" in path}
+    served = {
+        route for route, _name in page_routes() if "photo" in route or "evidence" in route or "attachment" in route
+    }
+    served |= {
+        path for _method, path in api_operations() if "photo" in path or "evidence" in path or "attachment" in path
+    }
     assert len(served) == len(FILE_ROUTES), "a route serving files is missing from FILE_ROUTES"
     for route, kind in FILE_ROUTES:
         url = re.sub(r"\{(\w+)\}", lambda m: str(world[m.group(1)].pk), route)
@@ -289,7 +310,10 @@ def test_uploaded_files_are_served_by_content_with_safe_headers(world, clients):
         assert response.status_code == 200, url
         assert response["Content-Type"] == kind, url
         assert response["X-Content-Type-Options"] == "nosniff"
-        assert "sandbox" in response["Content-Security-Policy"] and "default-src 'none'" in response["Content-Security-Policy"]
+        assert (
+            "sandbox" in response["Content-Security-Policy"]
+            and "default-src 'none'" in response["Content-Security-Policy"]
+        )
         assert response["Cache-Control"] == "private, max-age=86400"
         disposition = response["Content-Disposition"]
         assert disposition.startswith("attachment") if kind == "application/pdf" else disposition == "inline", url

@@ -1,4 +1,4 @@
-"""Redaction of personal data from letters before they are published.
+"""Redaction of personal data from text that is published: letters, and cases shown through Open311.
 
 `redact(text, names=…)` removes, from Chinese (or mixed) text: e-mail addresses, ID numbers (18 digits or 17 and
 an X; the old 15-digit ones), mobile and landline phone numbers, house numbers (3栋2单元401室, 5号楼1202,
