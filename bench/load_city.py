@@ -68,10 +68,17 @@ def personas() -> dict:
     residents = list(
         Position.objects.filter(role=Role.RESIDENT).select_related("user", "resident__household__building")[:2]
     )
-    category = CaseCategory.objects.filter(parent__isnull=False, active=True, on_site_allowed=False).order_by("pk").first()
+    category = (
+        CaseCategory.objects.filter(parent__isnull=False, active=True, on_site_allowed=False).order_by("pk").first()
+    )
     open_case = {}
     for p in community_staff:
-        case = Case.objects.filter(holder_unit=p.unit, state="in_progress").order_by("-pk").values_list("pk", flat=True).first()
+        case = (
+            Case.objects.filter(holder_unit=p.unit, state="in_progress")
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
         if case:
             open_case[p.user_id] = case
     month = (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")

@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -37,6 +38,17 @@ from .models import (
     User,
 )
 from .validators import id_number_problem
+
+
+class ImportForm(forms.Form):
+    kind = forms.ChoiceField(label=_("导入内容"), choices=())
+    file = forms.FileField(label=_("文件（.xlsx 或 .csv）"))
+
+    def __init__(self, *args, **kwargs):
+        from . import imports
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [(kind, cls.label) for kind, cls in imports.KINDS.items()]
 
 
 class AdministratorsOnly:
@@ -347,6 +359,62 @@ class ResidentAdmin(AdministratorsOnly, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # residents are archived (迁出), never deleted
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="governance_resident_import"),
+            path(
+                "import/template/<slug:kind>/",
+                self.admin_site.admin_view(self.template_view),
+                name="governance_resident_import_template",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        """Import the hierarchy, residents, party members or grid workers (governance/imports.py): all or nothing."""
+        from . import imports
+
+        if not selectors.scope_of(request.user).is_admin:
+            raise PermissionDenied
+        form = ImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                report = imports.run_import(form.cleaned_data["kind"], upload.read(), upload.name, by=request.user)
+            except imports.FileProblem as problem:
+                form.add_error("file", str(problem))
+            else:
+                if report.ok:
+                    self.message_user(
+                        request,
+                        _("导入完成：共 %(rows)d 行，新增 %(created)d，已存在 %(unchanged)d。")
+                        % {"rows": report.rows, "created": report.created, "unchanged": report.unchanged},
+                    )
+                    return HttpResponseRedirect(reverse("admin:governance_resident_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("从 Excel 导入"),
+            "form": form,
+            "report": report,
+            "kinds": [(kind, cls.label) for kind, cls in imports.KINDS.items()],
+        }
+        return TemplateResponse(request, "admin/governance/resident/import.html", context)
+
+    def template_view(self, request, kind):
+        from django.http import Http404, HttpResponse
+
+        from . import imports
+
+        if kind not in imports.KINDS:
+            raise Http404
+        response = HttpResponse(
+            imports.template(kind), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        )
+        response["Content-Disposition"] = f'attachment; filename="import-{kind}.xlsx"'
+        return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The change form shows the whole ID number and phone: each opening is logged."""
