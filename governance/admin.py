@@ -25,6 +25,8 @@ from .models import (
     Department,
     GridTeamMember,
     Household,
+    ImportJob,
+    ImportState,
     Level,
     LoginFailure,
     Notification,
@@ -364,6 +366,11 @@ class ResidentAdmin(AdministratorsOnly, admin.ModelAdmin):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="governance_resident_import"),
             path(
+                "import/<int:pk>/",
+                self.admin_site.admin_view(self.import_job_view),
+                name="governance_resident_import_job",
+            ),
+            path(
                 "import/template/<slug:kind>/",
                 self.admin_site.admin_view(self.template_view),
                 name="governance_resident_import_template",
@@ -372,36 +379,39 @@ class ResidentAdmin(AdministratorsOnly, admin.ModelAdmin):
         ]
 
     def import_view(self, request):
-        """Import the hierarchy, residents, party members or grid workers (governance/imports.py): all or nothing."""
+        """Upload a file to import (governance/imports.py): a worker checks and loads it, all or nothing, and
+        the job's page follows it."""
         from . import imports
 
         if not selectors.scope_of(request.user).is_admin:
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
-        report = None
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                report = imports.run_import(form.cleaned_data["kind"], upload.read(), upload.name, by=request.user)
-            except imports.FileProblem as problem:
-                form.add_error("file", str(problem))
-            else:
-                if report.ok:
-                    self.message_user(
-                        request,
-                        _("导入完成：共 %(rows)d 行，新增 %(created)d，已存在 %(unchanged)d。")
-                        % {"rows": report.rows, "created": report.created, "unchanged": report.unchanged},
-                    )
-                    return HttpResponseRedirect(reverse("admin:governance_resident_changelist"))
+            job = imports.job_submit(by=request.user, kind=form.cleaned_data["kind"], upload=form.cleaned_data["file"])
+            return HttpResponseRedirect(reverse("admin:governance_resident_import_job", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": _("从 Excel 导入"),
             "form": form,
-            "report": report,
             "kinds": [(kind, cls.label) for kind, cls in imports.KINDS.items()],
+            "jobs": ImportJob.objects.select_related("created_by")[:10],
         }
         return TemplateResponse(request, "admin/governance/resident/import.html", context)
+
+    def import_job_view(self, request, pk):
+        """An import's progress (the page refreshes itself until it is done), then its result or its bad rows."""
+        if not selectors.scope_of(request.user).is_admin:
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("导入任务"),
+            "job": job,
+            "running": job.state in (ImportState.QUEUED, ImportState.RUNNING),
+        }
+        return TemplateResponse(request, "admin/governance/resident/import_job.html", context)
 
     def template_view(self, request, kind):
         from django.http import Http404, HttpResponse

@@ -23,6 +23,8 @@ from . import services
 from .models import (
     GridWorkerKind,
     Household,
+    ImportJob,
+    ImportState,
     Level,
     Position,
     Resident,
@@ -120,8 +122,9 @@ class Importer:
     required: list[str] = []
     example: list[str] = []
 
-    def __init__(self, by):
+    def __init__(self, by, progress=None):
         self.by = by
+        self.progress = progress or (lambda checked, total: None)
 
     def run(self, headers, rows) -> Report:
         report = Report(self.kind, rows=len(rows))
@@ -133,6 +136,7 @@ class Importer:
             return report
         index = {h: i for i, h in enumerate(headers)}
         records = []
+        self.progress(0, len(rows))
         for number, row in enumerate(rows, start=2):
             if not any(row):
                 continue
@@ -142,6 +146,7 @@ class Importer:
                     report.add(number, column, _("不能为空。"))
             records.append((number, values))
         self.check(records, report)  # every row, even those with empty cells: the report names every problem
+        self.progress(len(rows), len(rows))
         if report.ok:
             with transaction.atomic():
                 self.write(report)
@@ -249,7 +254,9 @@ class ResidentImport(Importer):
                 registered[r.id_number] = r
         seen: dict[str, int] = {}
         self.rows = []
-        for number, v in records:
+        for checked, (number, v) in enumerate(records, start=1):
+            if checked % 5000 == 0:
+                self.progress(checked, len(records))
             building = buildings.get(v["楼栋编码"])
             if building is None:
                 report.add(number, "楼栋编码", _("没有编码为 %(code)s 的楼栋。") % {"code": v["楼栋编码"]})
@@ -429,13 +436,56 @@ class GridWorkerImport(Importer):
 KINDS = {cls.kind: cls for cls in (HierarchyImport, ResidentImport, PartyMemberImport, GridWorkerImport)}
 
 
-def run_import(kind: str, data: bytes, filename: str, *, by=None) -> Report:
+def run_import(kind: str, data: bytes, filename: str, *, by=None, progress=None) -> Report:
     if by is not None:
         from .selectors import check_can_edit_hierarchy
 
         check_can_edit_hierarchy(by)
     headers, rows = read_table(data, filename)
-    return KINDS[kind](by).run(headers, rows)
+    return KINDS[kind](by, progress=progress).run(headers, rows)
+
+
+def job_submit(*, by, kind: str, upload) -> ImportJob:
+    """Keep the file and queue its import (a worker runs it; without a broker, right after this commits)."""
+    from django.core.files.base import ContentFile
+
+    from .selectors import check_can_edit_hierarchy
+    from .tasks import run_import_job
+
+    check_can_edit_hierarchy(by)
+    job = ImportJob(kind=kind, filename=upload.name[:200], created_by=by)
+    job.file.save(f"import.{upload.name.rsplit('.', 1)[-1][:5]}", ContentFile(upload.read()), save=False)
+    job.save()
+    transaction.on_commit(lambda: run_import_job.delay(job.pk))
+    return job
+
+
+def job_run(job_id: int) -> None:
+    """The worker's part: read, check and (if every row is good) load, noting the progress on the job."""
+    from django.utils import timezone
+
+    job = ImportJob.objects.select_related("created_by").get(pk=job_id)
+    if job.state not in (ImportState.QUEUED, ImportState.RUNNING):
+        return  # already done: a redelivered message changes nothing
+
+    def progress(checked, total):
+        ImportJob.objects.filter(pk=job_id).update(state=ImportState.RUNNING, rows_checked=checked, rows_total=total)
+
+    try:
+        with job.file.open("rb") as handle:
+            report = run_import(job.kind, handle.read(), job.filename, by=job.created_by, progress=progress)
+    except FileProblem as problem:
+        report = Report(job.kind)
+        report.add(1, "", str(problem))
+    ImportJob.objects.filter(pk=job_id).update(
+        state=ImportState.DONE if report.ok else ImportState.FAILED,
+        rows_total=report.rows,
+        rows_checked=report.rows,
+        created=report.created,
+        unchanged=report.unchanged,
+        errors=[{"row": e.row, "column": e.column, "message": e.message} for e in report.errors[:1000]],
+        finished_at=timezone.now(),
+    )
 
 
 def template(kind: str) -> bytes:

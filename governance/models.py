@@ -570,3 +570,40 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ImportState(models.TextChoices):
+    QUEUED = "queued", _("排队中")
+    RUNNING = "running", _("导入中")
+    DONE = "done", _("已完成")
+    FAILED = "failed", _("有错误，未导入")
+
+
+class ImportJob(models.Model):
+    """One import of a file (governance/imports.py), run by a worker so that a large file neither holds a web
+    request nor hits its time limit; the admin page follows its progress."""
+
+    kind = models.CharField(_("导入内容"), max_length=20)
+    filename = models.CharField(_("文件名"), max_length=200)
+    file = models.FileField(_("文件"), upload_to="imports/%Y/%m/")
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", verbose_name=_("导入人"))
+    created_at = models.DateTimeField(_("提交时间"), auto_now_add=True)
+    state = models.CharField(_("状态"), max_length=10, choices=ImportState.choices, default=ImportState.QUEUED)
+    rows_total = models.PositiveIntegerField(_("总行数"), default=0)
+    rows_checked = models.PositiveIntegerField(_("已检查"), default=0)
+    created = models.PositiveIntegerField(_("新增"), default=0)
+    unchanged = models.PositiveIntegerField(_("已存在"), default=0)
+    errors = models.JSONField(_("错误"), default=list, blank=True)
+    finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("导入任务")
+        verbose_name_plural = _("导入任务")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.filename} ({self.get_state_display()})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.rows_checked / self.rows_total) if self.rows_total else 0

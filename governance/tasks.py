@@ -46,3 +46,11 @@ def deliver_notifications_due() -> int:
     from .notifications import deliver_due
 
     return deliver_due()
+
+
+@task("governance.run_import_job")
+def run_import_job(job_id: int) -> None:
+    """An uploaded import file: checked and loaded by a worker, its progress on the job."""
+    from .imports import job_run
+
+    job_run(job_id)

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from governance import exports
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Unit
 from governance.pages import StepOutcome, bulk_step, error_summary, forbidden, show_error, step_panels, take_step
@@ -95,6 +96,8 @@ def case_list(request):
     cases = cases.select_related("category__parent", "grid", "holder_unit", "holder_department").order_by(
         *CASE_SORTS[sort]
     )
+    if exports.wants_export(request):
+        return _export_cases(request, cases, now)
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     for case in page.object_list:
         case.overdue_now = selectors.is_overdue_now(case, now)
@@ -117,6 +120,32 @@ def case_list(request):
             "sort_querystring": sort_params.urlencode(),
             "bulk": any(case.bulk_accept for case in page.object_list),
         },
+    )
+
+
+def _export_cases(request, cases, now):
+    """The case list as shown, filters and order applied, as a workbook (no personal data: no descriptions)."""
+    cases = cases.select_related("reporter")[: exports.MAX_ROWS]
+    headers = [
+        "编号", "标题", "大类", "分类", "网格", "状态", "承办单位", "承办部门", "来源", "紧急程度", "上报人",
+        "上报时间", "受理时间", "办结时间", "结案时间", "办理时限", "当前超期", "按期办结", "评价星级",
+    ]  # fmt: skip
+    rows, ids = [], []
+    for case in cases:
+        ids.append(case.pk)
+        rows.append(
+            [
+                case.number, case.title, case.category.parent.name if case.category.parent_id else "",
+                case.category.name, case.grid.name, case.get_state_display(),
+                case.holder_unit.name if case.holder_unit_id else "",
+                case.holder_department.name if case.holder_department_id else "", case.get_source_display(),
+                case.get_urgency_display(), case.reporter.display_name, case.created_at, case.accepted_at,
+                case.handled_at, case.closed_at, case.handle_deadline, selectors.is_overdue_now(case, now),
+                case.handled_on_time, case.rating,
+            ]
+        )  # fmt: skip
+    return exports.respond(
+        request, filename="事件列表", sheets=[("事件列表", headers, rows)], what="cases", object_ids=ids
     )
 
 
@@ -412,7 +441,25 @@ def case_stats(request):
                 "child_level": _child_level(unit),
             }
         )
+    if kpis and exports.wants_export(request):
+        return _export_kpis(request, kpis, unit)
     return render(request, "grids/case_stats.html", context, status=status)
+
+
+def _export_kpis(request, kpis, unit):
+    sheets = []
+    if kpis.get("summary"):
+        headers, rows = exports.figure_rows(
+            [{**kpis["summary"], "name": unit.name if unit else "全市"}], "name", "范围"
+        )
+        sheets.append(("汇总", headers, rows))
+    if kpis.get("by_unit"):
+        sheets.append(("下级单元", *exports.figure_rows(kpis["by_unit"], "unit", "单元")))
+    sheets.append(("职能部门", *exports.figure_rows(kpis["by_department"], "department", "部门")))
+    sheets.append(("部门排名", *exports.figure_rows(kpis["ranking"]["departments"], "department", "部门")))
+    if kpis["ranking"].get("communities"):
+        sheets.append(("社区排名", *exports.figure_rows(kpis["ranking"]["communities"], "unit", "社区")))
+    return exports.respond(request, filename=f"事件统计-{kpis['month']}", sheets=sheets, what="case_kpis")
 
 
 def _child_level(unit):

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from governance import exports
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Role, Unit
@@ -107,6 +108,8 @@ def letter_list(request):
         letters = letters.filter(_mine_q(user))
     sort = request.GET.get("sort") if request.GET.get("sort") in LETTER_SORTS else "new"
     letters = letters.select_related("unit", "category", "writer").order_by(*LETTER_SORTS[sort])
+    if exports.wants_export(request) and scope_of(user).is_staff_member:
+        return _export_letters(request, letters, now)
     page = Paginator(letters, PAGE_SIZE).get_page(request.GET.get("page"))
     for letter in page.object_list:
         letter.overdue_now = _overdue(letter, now)
@@ -368,6 +371,44 @@ def _shown(row: dict) -> dict:
     return shown
 
 
+def _export_letters(request, letters, now):
+    """The inbox as shown, filters applied: the writer's name and phone masked unless the viewer keeps the
+    writer's records (as on the letter's page)."""
+    from governance.masking import mask_name, mask_phone
+    from governance.selectors import can_see_personal_data
+
+    letters = letters.select_related("writer__household__building", "assignee_unit", "assignee_department")
+    headers = ["编号", "主题", "分类", "渠道", "来信人", "联系电话", "收信单位", "承办", "状态", "来信时间", "受理时限",
+               "答复时限", "当前超期", "评价星级", "已公开"]  # fmt: skip
+    rows, ids, whole = [], [], []
+    for letter in letters[: exports.MAX_ROWS]:
+        writer = letter.writer
+        allowed = can_see_personal_data(
+            request.user, building_path=writer.household.building.path, resident_id=writer.pk
+        )
+        if allowed:
+            whole.append(writer.pk)
+        assignee = letter.assignee_department or letter.assignee_unit
+        rows.append(
+            [
+                letter.number, letter.subject, letter.category.name if letter.category_id else "",
+                letter.get_channel_display(), writer.name if allowed else mask_name(writer.name),
+                writer.phone if allowed else mask_phone(writer.phone), letter.unit.name,
+                assignee.name if assignee else "", letter.get_state_display(), letter.created_at,
+                letter.accept_deadline, letter.reply_deadline, _overdue(letter, now), letter.rating, letter.published,
+            ]
+        )  # fmt: skip
+        ids.append(letter.pk)
+    return exports.respond(
+        request,
+        filename="来信列表",
+        sheets=[("来信列表", headers, rows)],
+        what="letters",
+        object_ids=ids,
+        personal_fields=["writer", "phone"] if whole else [],
+    )
+
+
 @login_required
 def letter_stats(request):
     user = request.user
@@ -397,6 +438,8 @@ def letter_stats(request):
         if all(u.pk != unit.pk for u in options):
             options.append(unit)
     context = {"errors": errors, "unit": unit, "unit_options": options, "chain": chain, "month": month_value}
+    if figures and exports.wants_export(request):
+        return _export_letter_stats(request, figures, unit)
     if figures:
         trend = [_shown(row) for row in figures["trend"]]
         most = max([row["received"] for row in figures["trend"]] + [1])
@@ -457,3 +500,14 @@ def _public_summary(letters) -> dict:
 def public_letter_detail(request, pk):
     letter = get_object_or_404(selectors.public_letters().select_related("writer", "unit", "category"), pk=pk)
     return render(request, "mailbox/public_detail.html", {"letter": letter, "writer": mask_name(letter.writer.name)})
+
+
+def _export_letter_stats(request, figures, unit):
+    summary = [{**figures["summary"], "name": unit.name if unit else "全市"}]
+    sheets = [
+        ("汇总", *exports.figure_rows(summary, "name", "范围", exports.LETTER_FIGURES)),
+        ("按分类", *exports.figure_rows(figures["by_category"], "category", "分类", exports.LETTER_FIGURES)),
+        ("按单元", *exports.figure_rows(figures["by_unit"], "unit", "单元", exports.LETTER_FIGURES)),
+        ("近十二个月", *exports.figure_rows(figures["trend"], "month", "月份", exports.LETTER_FIGURES)),
+    ]
+    return exports.respond(request, filename=f"来信统计-{figures['month']}", sheets=sheets, what="letter_stats")

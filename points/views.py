@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from governance import exports
 from governance.errors import DomainError, InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit
 from governance.pages import error_summary, forbidden, resident_search, show_error
@@ -718,6 +719,8 @@ def points_board(request):
             status = 400
     elif may_object:
         form = forms.ObjectionForm(entries=entries)
+    if board is not None and exports.wants_export(request):
+        return _export_board(request, board, scope)
     mine = []
     if board is not None and scope.resident_ids:
         mine = list(
@@ -744,6 +747,44 @@ def points_board(request):
             "mine": mine,
         },
         status=400 if errors and status == 200 and request.GET else status,
+    )
+
+
+def _export_board(request, board, scope):
+    """The board as published (names masked, as in public) and, for the staff who keep the place's records, the
+    whole month's tally of its residents (names whole)."""
+    from governance.masking import mask_name
+
+    headers = ["名次", "姓名", "网格", "本月获得", "本月扣除", "本月兑换", "本月净得", "月末余额"]
+    keys = ["rank", "name", "grid", "earned", "deducted", "redeemed", "net", "balance"]
+    rows = [[row[k] for k in keys] for row in tally.board_rows(board, tally.BOARD_MAX_ROWS)]
+    sheets = [(f"积分榜 {board.month:%Y-%m}", headers, rows)]
+    place = "grid_id" if board.unit.level == Level.GRID else "community_id"
+    keeper = scope.is_admin or scope.covers(board.unit.path[: 2 * STEP], *selectors.SHOPKEEPERS)
+    ids = []
+    if keeper or scope.covers(board.unit.path):
+        tallies = (
+            Tally.objects.filter(month=board.month, scheme_id=board.scheme_id, **{place: board.unit_id})
+            .select_related("resident__household", "grid")
+            .order_by("grid__path", "resident__household__room", "resident_id")[: exports.MAX_ROWS]
+        )
+        full = []
+        for t in tallies:
+            ids.append(t.resident_id)
+            name = t.resident.name if keeper else mask_name(t.resident.name)
+            full.append(
+                [name, t.grid.name, t.resident.household.room, t.earned, t.deducted, t.redeemed, t.net, t.balance]
+            )
+        sheets.append(
+            ("月度积分", ["姓名", "网格", "房号", "本月获得", "本月扣除", "本月兑换", "本月净得", "月末余额"], full)
+        )
+    return exports.respond(
+        request,
+        filename=f"积分榜-{board.unit.name}-{board.month:%Y-%m}",
+        sheets=sheets,
+        what="points_board",
+        object_ids=ids,
+        personal_fields=["name"] if keeper and ids else [],
     )
 
 

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from openpyxl import Workbook, load_workbook
 
 from governance import imports
-from governance.models import Household, Position, Resident, ResidentTag, Role, Unit
+from governance.models import Household, ImportJob, Position, Resident, ResidentTag, Role, Unit
 from tests.factories import make_id_number
 
 
@@ -218,7 +218,7 @@ def test_the_command_reports_every_bad_row_and_fails(city, tmp_path, capsys):
     assert "新增 1" in capsys.readouterr().out
 
 
-def test_the_admin_imports_a_file_and_shows_the_bad_rows(client, admin_user, city):
+def test_the_admin_imports_a_file_and_shows_the_bad_rows(client, admin_user, city, django_capture_on_commit_callbacks):
     client.force_login(admin_user)
     page = client.get("/admin/governance/resident/import/")
     assert page.status_code == 200 and "下载模板" in page.content.decode()
@@ -226,12 +226,44 @@ def test_the_admin_imports_a_file_and_shows_the_bad_rows(client, admin_user, cit
     assert template["Content-Type"].startswith("application/vnd.openxmlformats")
     bad = io.BytesIO(residents(["B1", "1", "甲", "男", "123", "", ""]))
     bad.name = "居民.xlsx"
-    response = client.post("/admin/governance/resident/import/", {"kind": "residents", "file": bad})
-    assert response.status_code == 200 and "第 2 行" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):  # the worker's run (eager here) follows the commit
+        response = client.post("/admin/governance/resident/import/", {"kind": "residents", "file": bad})
+    response = client.get(response["Location"])
+    page = response.content.decode()
+    assert response.status_code == 200 and "第 2 行" in page and "未导入任何数据" in page
+    assert ImportJob.objects.get().state == "failed" and not Resident.objects.filter(name="甲").exists()
     good = io.BytesIO(residents(["B1", "1", "甲", "男", make_id_number(4), "", ""]))
     good.name = "居民.xlsx"
-    response = client.post("/admin/governance/resident/import/", {"kind": "residents", "file": good})
-    assert response.status_code == 302 and Resident.objects.filter(name="甲").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/governance/resident/import/", {"kind": "residents", "file": good})
+    response = client.get(response["Location"])
+    assert "导入完成" in response.content.decode() and Resident.objects.filter(name="甲").exists()
+    job = ImportJob.objects.order_by("-pk").first()
+    assert (job.state, job.created, job.rows_checked, job.percent) == ("done", 1, 1, 100)
+
+
+def test_a_running_import_shows_its_progress_and_refreshes(client, admin_user, city):
+    job = ImportJob.objects.create(
+        kind="residents",
+        filename="大文件.xlsx",
+        created_by=admin_user,
+        state="running",
+        rows_total=100000,
+        rows_checked=25000,
+    )
+    client.force_login(admin_user)
+    page = client.get(f"/admin/governance/resident/import/{job.pk}/").content.decode()
+    assert 'http-equiv="refresh"' in page and 'value="25"' in page and "25000 / 100000" in page
+
+
+def test_a_redelivered_import_message_changes_nothing(city, admin_user):
+    from django.core.files.base import ContentFile
+
+    job = ImportJob(kind="residents", filename="居民.xlsx", created_by=admin_user)
+    job.file.save("x.xlsx", ContentFile(residents(["B1", "1", "甲", "男", make_id_number(4), "", ""])))
+    imports.job_run(job.pk)
+    imports.job_run(job.pk)  # the worker died after finishing, the broker delivered the message again
+    assert Resident.objects.filter(name="甲").count() == 1
 
 
 def test_community_staff_cannot_open_the_import(client, community_staff):
