@@ -170,8 +170,9 @@ AUTHENTICATION_BACKENDS = ["governance.security.LockoutBackend"]
 LOGIN_LOCKOUT_FAILURES = env_int("LOGIN_LOCKOUT_FAILURES", 5)
 LOGIN_LOCKOUT_ACCOUNT_FAILURES = env_int("LOGIN_LOCKOUT_ACCOUNT_FAILURES", 20)
 LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
-# Two-factor sign-in with an authenticator app (TOTP): anyone may turn it on; administrators must.
-TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS = env_bool("TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS", True)
+# Two-factor sign-in with an authenticator app (TOTP): anyone may turn it on; administrators must in production
+# (on a laptop's demo city the admin persona signs in with the password alone, unless this is set).
+TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS = env_bool("TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS", PRODUCTION)
 OTP_TOTP_ISSUER = "网格化社会治理平台"
 
 # --- Language and time ----------------------------------------------------------------------------------
