@@ -14,7 +14,16 @@ from django.utils import timezone
 from . import privacy
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MAX_ROWS = 100_000  # a city's year of cases is more than a report needs; the filters narrow it
+# An export is made while the browser waits (a web request has 30 s): at most this many rows, about 5 s of
+# work; beyond it the sheet says so in its last row, and the page's filters narrow the list.
+MAX_ROWS = 10_000
+
+
+def capped(rows: list, total_known_more: bool) -> list:
+    if total_known_more:
+        rows.append([f"仅导出前 {MAX_ROWS} 条，请用页面上的筛选条件缩小范围后分批导出。"])
+    return rows
+
 
 # Column headers of the figures of the reports, in the order of their columns.
 CASE_FIGURES = {

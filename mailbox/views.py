@@ -381,6 +381,8 @@ def _export_letters(request, letters, now):
     headers = ["编号", "主题", "分类", "渠道", "来信人", "联系电话", "收信单位", "承办", "状态", "来信时间", "受理时限",
                "答复时限", "当前超期", "评价星级", "已公开"]  # fmt: skip
     rows, ids, whole = [], [], []
+    letters = list(letters[: exports.MAX_ROWS + 1])
+    more = len(letters) > exports.MAX_ROWS
     for letter in letters[: exports.MAX_ROWS]:
         writer = letter.writer
         allowed = can_see_personal_data(
@@ -402,7 +404,7 @@ def _export_letters(request, letters, now):
     return exports.respond(
         request,
         filename="来信列表",
-        sheets=[("来信列表", headers, rows)],
+        sheets=[("来信列表", headers, exports.capped(rows, more))],
         what="letters",
         object_ids=ids,
         personal_fields=["writer", "phone"] if whole else [],

@@ -78,6 +78,10 @@ def test_production_passes_the_deploy_check():
 
 def test_administrators_must_use_two_factor_in_production_and_may_skip_it_on_a_laptop():
     code = "from django.conf import settings; print(settings.TWO_FACTOR_REQUIRED_FOR_ADMINISTRATORS)"
-    production = {"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": "x" * 60, "DJANGO_ALLOWED_HOSTS": "grid.example.gov.cn"}
+    production = {
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": "x" * 60,
+        "DJANGO_ALLOWED_HOSTS": "grid.example.gov.cn",
+    }
     assert run_manage("shell", "-c", code, env=production).stdout.strip().splitlines()[-1] == "True"
     assert run_manage("shell", "-c", code, env={}).stdout.strip().splitlines()[-1] == "False"

@@ -101,3 +101,13 @@ def test_the_board_export_masks_names_and_staff_get_the_whole_tally(published_bo
     assert PersonalDataAccess.objects.get(via="export").fields == ["name"]
     mine = workbook(as_(resident).get("/points/board/", query))
     assert list(mine) == [next(iter(mine))]  # a resident gets the public board only
+
+
+def test_a_list_longer_than_an_export_takes_says_so_in_its_last_row(make_case, street_staff, monkeypatch):
+    from governance import exports
+
+    monkeypatch.setattr(exports, "MAX_ROWS", 1)
+    make_case("in_progress", title="一")
+    make_case("in_progress", title="二", description="第二件：楼道堆物。")
+    rows = workbook(as_(street_staff).get("/cases/", {"export": "xlsx"}))["事件列表"]
+    assert len(rows) == 3 and rows[2][0].startswith("仅导出前 1 条")
