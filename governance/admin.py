@@ -100,7 +100,9 @@ class UnitAddForm(forms.ModelForm):
 
     class Meta:
         model = Unit
-        fields = ["parent", "name", "code", "grid_kind", "compound_name", "target_households", "address"]
+        fields = [
+            "parent", "name", "code", "grid_kind", "compound_name", "target_households", "address", "latitude", "longitude",
+        ]  # fmt: skip
 
     def clean(self):
         data = super().clean()
@@ -125,7 +127,7 @@ class UnitAddForm(forms.ModelForm):
 class UnitChangeForm(forms.ModelForm):
     class Meta:
         model = Unit
-        fields = ["name", "code", "grid_kind", "compound_name", "target_households", "address"]
+        fields = ["name", "code", "grid_kind", "compound_name", "target_households", "address", "latitude", "longitude"]
 
     def clean_grid_kind(self):
         value = self.cleaned_data.get("grid_kind")

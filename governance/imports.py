@@ -14,6 +14,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -165,25 +166,22 @@ def _phone_problem(value: str) -> str | None:
     return None
 
 
+SIX = Decimal("0.000001")
+
+
 class HierarchyImport(Importer):
     """One row per building, with the street, community and grid above it (names and codes)."""
 
     kind = "hierarchy"
     label = gettext_lazy("组织架构（街道、社区、网格、楼栋）")
-    columns = ["街道", "街道编码", "社区", "社区编码", "网格", "网格编码", "楼栋", "楼栋编码", "小区名称", "楼栋地址"]
+    columns = [
+        "街道", "街道编码", "社区", "社区编码", "网格", "网格编码", "楼栋", "楼栋编码", "小区名称", "楼栋地址", "纬度", "经度",
+    ]  # fmt: skip
     required = columns[:8]
     example = [
-        "幸福街道",
-        "XF",
-        "桂花社区",
-        "XF01",
-        "桂花社区第1网格",
-        "XF0101",
-        "1栋",
-        "XF010101",
-        "桂花苑",
-        "桂花路1号",
-    ]
+        "幸福街道", "XF", "桂花社区", "XF01", "桂花社区第1网格", "XF0101", "1栋", "XF010101", "桂花苑", "桂花路1号",
+        "30.657000", "104.066000",
+    ]  # fmt: skip
     LEVELS = [(Level.STREET, "街道"), (Level.COMMUNITY, "社区"), (Level.GRID, "网格"), (Level.BUILDING, "楼栋")]
 
     def check(self, records, report):
@@ -202,6 +200,16 @@ class HierarchyImport(Importer):
                     details["compound_name"] = values["小区名称"]
                 if level == Level.BUILDING and values["楼栋地址"]:
                     details["address"] = values["楼栋地址"]
+                if level == Level.BUILDING and (values["纬度"] or values["经度"]):
+                    # The building's place (WGS-84): Open311 reports by coordinates are matched to it.
+                    try:
+                        lat, long = Decimal(values["纬度"]), Decimal(values["经度"])
+                        if not (-90 <= lat <= 90 and -180 <= long <= 180):
+                            raise InvalidOperation
+                    except InvalidOperation:
+                        report.add(number, "纬度", _("纬度和经度须同时填写，且为有效的数字。"))
+                    else:
+                        details["latitude"], details["longitude"] = lat.quantize(SIX), long.quantize(SIX)
                 key = (level, name, parent_code)
                 if code in seen and seen[code][:3] != key:
                     report.add(number, f"{label}编码", _("编码 %(code)s 在文件中指向不同的单元。") % {"code": code})

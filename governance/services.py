@@ -33,7 +33,7 @@ from .models import (
 from .selectors import check_can_edit_hierarchy, check_can_keep_records
 from .validators import validate_id_number, validate_phone
 
-UNIT_DETAIL_FIELDS = ("grid_kind", "compound_name", "target_households", "address")
+UNIT_DETAIL_FIELDS = ("grid_kind", "compound_name", "target_households", "address", "latitude", "longitude")
 PARTY_ORG_SUFFIX = {
     Level.STREET: "党工委",
     Level.COMMUNITY: "党委",

@@ -44,8 +44,34 @@ def run(kind, data, name="导入.xlsx", by=None):
 
 
 HIERARCHY = [
-    ["街道", "街道编码", "社区", "社区编码", "网格", "网格编码", "楼栋", "楼栋编码", "小区名称", "楼栋地址"],
-    ["幸福街道", "XF", "桂花社区", "XF01", "桂花第1网格", "XF0101", "1栋", "XF010101", "桂花苑", "桂花路1号"],
+    [
+        "街道",
+        "街道编码",
+        "社区",
+        "社区编码",
+        "网格",
+        "网格编码",
+        "楼栋",
+        "楼栋编码",
+        "小区名称",
+        "楼栋地址",
+        "纬度",
+        "经度",
+    ],
+    [
+        "幸福街道",
+        "XF",
+        "桂花社区",
+        "XF01",
+        "桂花第1网格",
+        "XF0101",
+        "1栋",
+        "XF010101",
+        "桂花苑",
+        "桂花路1号",
+        "30.657",
+        "104.066",
+    ],
     ["幸福街道", "XF", "桂花社区", "XF01", "桂花第1网格", "XF0101", "2栋", "XF010102", "桂花苑", "桂花路3号"],
     ["幸福街道", "XF", "荷花社区", "XF02", "荷花第1网格", "XF0201", "1栋", "XF020101", "", ""],
 ]
@@ -58,6 +84,8 @@ def test_a_hierarchy_file_builds_the_tree_and_importing_it_again_changes_nothing
     building = Unit.objects.get(code="XF010102")
     assert building.address == "桂花路3号" and building.level == "building"
     assert Unit.objects.get(code="XF0101").compound_name == "桂花苑"
+    first = Unit.objects.get(code="XF010101")
+    assert (str(first.latitude), str(first.longitude)) == ("30.657000", "104.066000")  # for Open311 locations
     assert building.path.startswith(Unit.objects.get(code="XF01").path)
     before = Unit.objects.count()
     again = run("hierarchy", xlsx(HIERARCHY), by=admin_user)
@@ -65,10 +93,15 @@ def test_a_hierarchy_file_builds_the_tree_and_importing_it_again_changes_nothing
 
 
 def test_a_code_that_names_another_unit_is_a_bad_row_and_nothing_is_built(db, admin_user, city):
-    rows = [HIERARCHY[0], HIERARCHY[1], ["幸福街道", "XF", "桂花社区", "C1", "x", "XF0109", "9栋", "XF010109", "", ""]]
+    rows = [
+        HIERARCHY[0],
+        HIERARCHY[1],
+        ["幸福街道", "XF", "桂花社区", "C1", "x", "XF0109", "9栋", "XF010109", "", ""],
+        ["幸福街道", "XF", "桂花社区", "XF01", "桂花第1网格", "XF0101", "3栋", "XF010103", "", "", "91", "104"],
+    ]
     report = run("hierarchy", xlsx(rows), by=admin_user)
     assert not report.ok
-    assert [(e.row, e.column) for e in report.errors] == [(3, "社区编码")]
+    assert [(e.row, e.column) for e in report.errors] == [(3, "社区编码"), (4, "纬度")]
     assert "第一社区" in report.errors[0].message
     assert not Unit.objects.filter(code="XF").exists()
 
