@@ -44,6 +44,34 @@ def _empty_cache():
     cache.clear()
 
 
+CATALOGUES = (  # the data migrations' rows: a transactional test's flush empties their tables for the next one
+    ("governance.migrations.0002_default_resident_tags", "add_tags"),
+    ("grids.migrations.0002_default_categories", "load"),
+    ("mailbox.migrations.0002_default_categories", "load"),
+    ("points.migrations.0002_default_schemes", "load"),
+)
+
+
+@pytest.fixture(autouse=True)
+def _catalogues_after_a_flush(request):
+    """A test with `transaction=True` starts from a database another such test may have flushed: the default
+    catalogues (tags, categories, schemes) are put back, as the data migrations wrote them."""
+    marker = request.node.get_closest_marker("django_db")
+    if not (marker and marker.kwargs.get("transaction")):
+        return
+    request.getfixturevalue("transactional_db")
+    import importlib
+
+    from django.apps import apps
+
+    from governance.models import ResidentTag
+
+    if ResidentTag.objects.exists():
+        return
+    for module, function in CATALOGUES:
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
 @pytest.fixture(autouse=True)
 def _tasks_run_in_the_test():
     """Tasks run eagerly in the test, even where CI sets CELERY_BROKER_URL for the whole run; the tests marked
