@@ -215,6 +215,14 @@ REST_FRAMEWORK = {
     "DATETIME_FORMAT": "iso-8601",
     "DEFAULT_THROTTLE_RATES": {"login": env_str("API_LOGIN_RATE", "20/min")},
 }
+# API lists count exactly up to EXACT_COUNT rows; a larger count is the one counted at most COUNT_CACHE_SECONDS ago
+# (governance.api_base.CountingPaginator), so that paging a street's 95,000 cases does not count them every time.
+EXACT_COUNT = env_int("API_EXACT_COUNT", 1000)
+COUNT_CACHE_SECONDS = env_int("API_COUNT_CACHE_SECONDS", 60)
+# Case and letter categories and departments, as lists name them (governance.catalogues); an edit drops the copy.
+CATALOGUE_CACHE_SECONDS = env_int("CATALOGUE_CACHE_SECONDS", 60)
+# The public letters' list pages, kept until any letter changes, and at most this long (mailbox.selectors).
+PUBLIC_LETTERS_CACHE_SECONDS = env_int("PUBLIC_LETTERS_CACHE_SECONDS", 30)
 SPECTACULAR_SETTINGS = {
     "TITLE": "网格化社会治理平台 API",
     "DESCRIPTION": "Grid-governance platform: hierarchy, grid cases, points ledger, secretary mailbox.",

@@ -15,7 +15,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from . import privacy, security, selectors, services
-from .api_base import ScopedMixin
+from .api_base import DisplayField, ScopedMixin
 from .errors import InvalidInput, NotAllowed, RateLimited
 from .masking import mask_id_number, mask_phone
 from .models import (
@@ -88,7 +88,7 @@ class UnitRefSerializer(PlaceSerializer):
 
 
 class PositionSerializer(serializers.ModelSerializer):
-    role_display = serializers.CharField(source="get_role_display")
+    role_display = DisplayField("role")
     unit = UnitRefSerializer(allow_null=True)
     department = PlaceSerializer(allow_null=True)
     resident = PlaceSerializer(allow_null=True)
@@ -170,7 +170,7 @@ class UnitFilter(django_filters.FilterSet):
 
 class UnitSerializer(serializers.ModelSerializer):
     level = serializers.ChoiceField(choices=Level.choices, required=False)
-    level_display = serializers.CharField(source="get_level_display", read_only=True)
+    level_display = DisplayField("level")
     parent = serializers.PrimaryKeyRelatedField(
         queryset=Unit.objects.none(), required=False, allow_null=True, help_text=gettext_lazy("上级单元；街道不填")
     )
@@ -323,7 +323,7 @@ class UnitViewSet(ScopedMixin, viewsets.ModelViewSet):
 
 class PartyOrgSerializer(serializers.ModelSerializer):
     unit_name = serializers.CharField(source="unit.name", read_only=True)
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    kind_display = DisplayField("kind")
     secretary = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.filter(is_active=True), required=False, allow_null=True
     )
@@ -619,7 +619,7 @@ class ResidentViewSet(
 
 
 class DepartmentSerializer(serializers.ModelSerializer):
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    kind_display = DisplayField("kind")
 
     class Meta:
         model = Department

@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class GovernanceConfig(AppConfig):
     name = "governance"
     verbose_name = _("组织架构")
+
+    def ready(self):
+        from . import catalogues
+        from .models import Department
+
+        catalogues.register(Department, lambda: {d["id"]: d for d in Department.objects.values("id", "name")})

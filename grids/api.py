@@ -15,13 +15,17 @@ from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from governance import catalogues
 from governance.api import UnitSubtreeFilter
 from governance.api_base import (
     DeadlineField,
+    DisplayField,
     ScopedMixin,
     TransitionsMixin,
     WorkflowEventSerializer,
     add_transition_routes,
+    choice_labels,
+    iso_datetime,
 )
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
@@ -97,12 +101,16 @@ class PhotoSerializer(serializers.ModelSerializer):
 
 
 class CaseListSerializer(serializers.ModelSerializer):
+    """A case as lists show it. Lists read it with `LIST_COLUMNS` only (the grid and holder unit joined, the
+    category and department named from `governance.catalogues`), and `to_representation` writes the row
+    directly: what the declared fields give (the tests compare the two), at a tenth of DRF's cost per row."""
+
     category = serializers.SerializerMethodField()
     grid = RefSerializer()
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
-    urgency_display = serializers.CharField(source="get_urgency_display", read_only=True)
-    source_display = serializers.CharField(source="get_source_display", read_only=True)
-    closed_reason_display = serializers.CharField(source="get_closed_reason_display", read_only=True)
+    state_display = DisplayField("state")
+    urgency_display = DisplayField("urgency")
+    source_display = DisplayField("source")
+    closed_reason_display = DisplayField("closed_reason")
     holder = serializers.SerializerMethodField()
     is_overdue = serializers.SerializerMethodField()
 
@@ -133,18 +141,66 @@ class CaseListSerializer(serializers.ModelSerializer):
         ]
 
     def get_category(self, case) -> dict:
-        group = case.category.parent
-        return {"id": case.category_id, "name": case.category.name, "group": group.name if group else None}
+        return catalogues.row(CaseCategory, case.category_id)
 
     def get_holder(self, case) -> dict | None:
         if case.holder_department_id:
-            return {"kind": "department", "id": case.holder_department_id, "name": case.holder_department.name}
+            department = catalogues.row(Department, case.holder_department_id)
+            return {"kind": "department", "id": case.holder_department_id, "name": department["name"]}
         if case.holder_unit_id:
             return {"kind": "unit", "id": case.holder_unit_id, "name": case.holder_unit.name}
         return None
 
     def get_is_overdue(self, case) -> bool:
         return selectors.is_overdue_now(case, self.context.get("now"))
+
+    def to_representation(self, case):
+        labels = choice_labels(Case, "state", "urgency", "source", "closed_reason")
+        return {
+            "id": case.pk,
+            "number": case.number,
+            "title": case.title,
+            "category": self.get_category(case),
+            "grid": {"id": case.grid_id, "name": case.grid.name},
+            "address": case.address,
+            "urgency": case.urgency,
+            "urgency_display": labels["urgency"].get(case.urgency, case.urgency),
+            "source": case.source,
+            "source_display": labels["source"].get(case.source, case.source),
+            "state": case.state,
+            "state_display": labels["state"].get(case.state, case.state),
+            "closed_reason": case.closed_reason,
+            "closed_reason_display": labels["closed_reason"].get(case.closed_reason, case.closed_reason),
+            "holder": self.get_holder(case),
+            "created_at": iso_datetime(case.created_at),
+            "sign_deadline": iso_datetime(case.sign_deadline),
+            "handle_deadline": iso_datetime(case.handle_deadline),
+            "is_overdue": self.get_is_overdue(case),
+            "support_count": case.support_count,
+            "rating": case.rating,
+        }
+
+
+# What a list reads of each case (and of its grid and holder unit): the list serializer's fields and no more.
+LIST_COLUMNS = [
+    "id",
+    "number",
+    "title",
+    "category_id",
+    "grid__name",
+    "address",
+    "urgency",
+    "source",
+    "state",
+    "closed_reason",
+    "holder_unit__name",
+    "holder_department_id",
+    "created_at",
+    "sign_deadline",
+    "handle_deadline",
+    "support_count",
+    "rating",
+]
 
 
 class DispatchSerializer(serializers.ModelSerializer):
@@ -207,6 +263,10 @@ class CaseSerializer(CaseListSerializer):
             "letter",
             "actions",
         ]
+
+    def to_representation(self, case):
+        # The detail goes field by field (the list's shortcut writes the list's fields only).
+        return serializers.ModelSerializer.to_representation(self, case)
 
     def get_letter(self, case) -> dict | None:
         """The secretary-mailbox letter this case was turned from, if any (the link both ways)."""
@@ -439,10 +499,10 @@ class CaseViewSet(
     parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
 
     def get_queryset(self):
-        qs = selectors.cases_visible_to(self.request.user).select_related(
-            "category__parent", "grid", "holder_unit", "holder_department"
-        )
-        if self.detail:
+        qs = selectors.cases_visible_to(self.request.user).select_related("grid", "holder_unit")
+        if self.action in ("list", "similar"):
+            qs = qs.only(*LIST_COLUMNS)
+        else:
             qs = qs.select_related(
                 "building", "reporter", "affected_resident", "duplicate_of", "letter"
             ).prefetch_related("photos", "dispatches__department")

@@ -7,4 +7,15 @@ class GridsConfig(AppConfig):
     verbose_name = _("网格事件")
 
     def ready(self):
+        from governance import catalogues
+
         from . import navigation  # noqa: F401  (registers the navigation entries)
+        from .models import CaseCategory
+
+        catalogues.register(
+            CaseCategory,
+            lambda: {
+                c["id"]: {"id": c["id"], "name": c["name"], "group": c["parent__name"]}
+                for c in CaseCategory.objects.values("id", "name", "parent__name")
+            },
+        )

@@ -9,22 +9,28 @@ wrong role, 409 for the wrong state, 400 for bad input, 429 for too many letters
 import datetime as dt
 
 import django_filters
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, parsers, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from governance import catalogues
 from governance.api import UnitSubtreeFilter
 from governance.api_base import (
     DeadlineField,
+    DisplayField,
     ScopedMixin,
     TransitionsMixin,
     WorkflowEventSerializer,
     add_transition_routes,
+    choice_labels,
+    iso_datetime,
 )
 from governance.errors import NotAllowed
 from governance.masking import mask_name
@@ -76,11 +82,15 @@ def _overdue(letter, now) -> bool:
 
 
 class LetterListSerializer(serializers.ModelSerializer):
+    """A letter as lists show it. Lists read `LIST_COLUMNS` only (the unit and writer joined, the category
+    named from `governance.catalogues`), and `to_representation` writes the row directly: what the declared
+    fields give (the tests compare the two)."""
+
     unit = RefSerializer()
-    category = RefSerializer()
+    category = serializers.SerializerMethodField()
     writer = serializers.SerializerMethodField()
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
-    channel_display = serializers.CharField(source="get_channel_display", read_only=True)
+    state_display = DisplayField("state")
+    channel_display = DisplayField("channel")
     is_overdue = serializers.SerializerMethodField()
 
     class Meta:
@@ -116,6 +126,49 @@ class LetterListSerializer(serializers.ModelSerializer):
     def get_is_overdue(self, letter) -> bool:
         return _overdue(letter, self.context["now"])
 
+    @extend_schema_field(RefSerializer)
+    def get_category(self, letter) -> dict:
+        return catalogues.row(LetterCategory, letter.category_id)
+
+    def to_representation(self, letter):
+        labels = choice_labels(Letter, "state", "channel")
+        return {
+            "id": letter.pk,
+            "number": letter.number,
+            "subject": letter.subject,
+            "unit": {"id": letter.unit_id, "name": letter.unit.name},
+            "channel": letter.channel,
+            "channel_display": labels["channel"].get(letter.channel, letter.channel),
+            "category": self.get_category(letter),
+            "writer": self.get_writer(letter),
+            "state": letter.state,
+            "state_display": labels["state"].get(letter.state, letter.state),
+            "created_at": iso_datetime(letter.created_at),
+            "accept_deadline": iso_datetime(letter.accept_deadline),
+            "reply_deadline": iso_datetime(letter.reply_deadline),
+            "is_overdue": self.get_is_overdue(letter),
+            "rating": letter.rating,
+            "published": letter.published,
+        }
+
+
+# What a list reads of each letter (and of its unit and writer): the list serializer's fields and no more.
+LIST_COLUMNS = [
+    "id",
+    "number",
+    "subject",
+    "unit__name",
+    "channel",
+    "category_id",
+    "writer__name",
+    "state",
+    "created_at",
+    "accept_deadline",
+    "reply_deadline",
+    "rating",
+    "published",
+]
+
 
 class AttachmentSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
@@ -130,9 +183,9 @@ class AttachmentSerializer(serializers.ModelSerializer):
 
 class LetterSerializer(LetterListSerializer):
     writer_detail = serializers.SerializerMethodField()
-    intake_display = serializers.CharField(source="get_intake_display", read_only=True)
-    contact_preference_display = serializers.CharField(source="get_contact_preference_display", read_only=True)
-    closed_reason_display = serializers.CharField(source="get_closed_reason_display", read_only=True)
+    intake_display = DisplayField("intake")
+    contact_preference_display = DisplayField("contact_preference")
+    closed_reason_display = DisplayField("closed_reason")
     assignee = serializers.SerializerMethodField()
     case = serializers.SerializerMethodField()
     replied_by = serializers.SerializerMethodField()
@@ -175,6 +228,10 @@ class LetterSerializer(LetterListSerializer):
             "attachments",
             "actions",
         ]
+
+    def to_representation(self, letter):
+        # The detail goes field by field (the list's shortcut writes the list's fields only).
+        return serializers.ModelSerializer.to_representation(self, letter)
 
     def get_writer_detail(self, letter) -> dict:
         """Name and phone (masked unless the viewer keeps the writer's records), for calling back."""
@@ -367,8 +424,10 @@ class LetterViewSet(
     parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
 
     def get_queryset(self):
-        qs = selectors.letters_visible_to(self.request.user).select_related("unit", "category", "writer")
-        if self.detail:
+        qs = selectors.letters_visible_to(self.request.user).select_related("unit", "writer")
+        if self.action == "list":
+            qs = qs.only(*LIST_COLUMNS)
+        else:
             qs = qs.select_related(
                 "writer__household__building", "assignee_unit", "assignee_department", "case", "replied_by"
             ).prefetch_related("attachments")
@@ -475,7 +534,7 @@ class PublicLetterSerializer(serializers.ModelSerializer):
     writer = serializers.SerializerMethodField()
     unit = RefSerializer()
     category = RefSerializer()
-    channel_display = serializers.CharField(source="get_channel_display", read_only=True)
+    channel_display = DisplayField("channel")
 
     class Meta:
         model = Letter
@@ -530,3 +589,13 @@ class PublicLetterViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.public_letters().select_related("writer", "unit", "category").order_by("-published_at", "-id")
+
+    def list(self, request, *args, **kwargs):
+        """The same page for everyone, so it is kept in the cache: until any letter changes (its log gains an
+        event, or it is saved) and at most PUBLIC_LETTERS_CACHE_SECONDS (a unit or category renamed)."""
+        key = selectors.public_letters_cache_key(request)
+        data = cache.get(key)
+        if data is None:
+            data = super().list(request, *args, **kwargs).data
+            cache.set(key, data, settings.PUBLIC_LETTERS_CACHE_SECONDS)
+        return Response(data)

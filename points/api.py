@@ -19,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import ScopedMixin
+from governance.api_base import DisplayField, ScopedMixin
 from governance.errors import InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Unit
@@ -135,7 +135,7 @@ class VisibleResidentFilter(django_filters.ModelChoiceFilter):
 class RuleSerializer(serializers.ModelSerializer):
     unit = RefSerializer()
     scheme = SchemeRefSerializer()
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    kind_display = DisplayField("kind")
 
     class Meta:
         model = Rule
@@ -200,7 +200,7 @@ class RuleViewSet(viewsets.ReadOnlyModelViewSet):
 class EntrySerializer(serializers.ModelSerializer):
     resident = serializers.SerializerMethodField()
     scheme = serializers.SerializerMethodField()
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    kind_display = DisplayField("kind")
     rule = serializers.SerializerMethodField()
     recorded_by = serializers.SerializerMethodField()
     evidence = serializers.SerializerMethodField()
@@ -608,7 +608,7 @@ class RedemptionSerializer(serializers.ModelSerializer):
     reward = serializers.SerializerMethodField()
     # A plain string in the schema: an enum named "state" would collide with the cases' states.
     state = serializers.CharField(read_only=True, help_text="reserved | fulfilled | cancelled")
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    state_display = DisplayField("state")
     pickup_code = serializers.SerializerMethodField()
     created_by = serializers.SerializerMethodField()
     fulfilled_by = serializers.SerializerMethodField()
@@ -1056,7 +1056,7 @@ class ObjectionSerializer(serializers.ModelSerializer):
     board = serializers.SerializerMethodField()
     resident = RefSerializer()
     state = serializers.CharField(read_only=True, help_text="open | upheld | dismissed")
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    state_display = DisplayField("state")
     resolved_by = serializers.SerializerMethodField()
 
     class Meta:

@@ -1,0 +1,170 @@
+"""The fast read path of the main lists (bench/load_city.py): what it shortcuts must not change what users see.
+
+- the list serializers write their rows directly: the same rows DRF's declared fields give;
+- the catalogues named from the cache: an edit shows at once;
+- the count: exact up to EXACT_COUNT, then the one counted a minute ago, and the next page is never lost;
+- the public letters served from the cache: a letter published, unpublished or made private shows at once.
+"""
+
+import pytest
+from django.test import RequestFactory
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.request import Request
+
+from grids.api import CaseListSerializer
+from grids.models import Case
+from mailbox import services as mailbox_services
+from mailbox.api import LetterListSerializer
+from mailbox.models import Letter
+
+
+def declared_fields_row(serializer, obj):
+    """What DRF's field-by-field representation gives for `obj`."""
+    return serializers.ModelSerializer.to_representation(serializer, obj)
+
+
+@pytest.mark.parametrize("state", ["reported", "returned", "escalated", "dispatched", "in_progress", "closed"])
+def test_case_rows_match_the_declared_fields(state, make_case, city, street_staff, api):
+    case = make_case(state, address="1栋2单元")
+    if state == "closed":
+        Case.objects.filter(pk=case.pk).update(closed_reason="invalid")
+    response = api(street_staff).get("/api/v1/cases/")
+    assert response.status_code == 200
+    listed = {row["id"]: row for row in response.json()["results"]}
+    serializer = CaseListSerializer(context={"now": timezone.now()})
+    expected = declared_fields_row(serializer, Case.objects.get(pk=case.pk))
+    assert listed[case.pk] == expected
+    assert list(listed[case.pk]) == CaseListSerializer.Meta.fields
+    if state == "dispatched":
+        assert listed[case.pk]["holder"] == {"kind": "department", "id": city.department.pk, "name": "城管局"}
+
+
+@pytest.mark.parametrize("state", ["submitted", "assigned", "closed"])
+def test_letter_rows_match_the_declared_fields(state, make_letter, secretary, resident, api):
+    letter = make_letter(state)
+    for user, staff_view in ((secretary, True), (resident, False)):
+        response = api(user).get("/api/v1/letters/")
+        assert response.status_code == 200
+        listed = {row["id"]: row for row in response.json()["results"]}
+        serializer = LetterListSerializer(
+            context={"now": timezone.now(), "staff_view": staff_view, "resident_ids": (letter.writer_id,)}
+        )
+        assert listed[letter.pk] == declared_fields_row(serializer, Letter.objects.get(pk=letter.pk))
+        assert list(listed[letter.pk]) == LetterListSerializer.Meta.fields
+
+
+def test_case_lists_in_english_name_states_in_english(make_case, street_staff, api):
+    make_case("escalated")
+    row = api(street_staff).get("/api/v1/cases/", HTTP_ACCEPT_LANGUAGE="en").json()["results"][0]
+    assert row["state_display"] == "Escalated, awaiting dispatch"
+    row = api(street_staff).get("/api/v1/cases/", HTTP_ACCEPT_LANGUAGE="zh-hans").json()["results"][0]
+    assert row["state_display"] == "已吹哨待派单"
+
+
+def test_a_category_renamed_in_the_admin_shows_in_the_next_list(make_case, categories, street_staff, api):
+    make_case()
+    assert api(street_staff).get("/api/v1/cases/").json()["results"][0]["category"]["name"] == categories.clutter.name
+    categories.clutter.name = "乱堆乱放（更名）"
+    categories.clutter.save()
+    row = api(street_staff).get("/api/v1/cases/").json()["results"][0]
+    assert row["category"] == {"id": categories.clutter.pk, "name": "乱堆乱放（更名）", "group": categories.group.name}
+
+
+def test_a_category_added_behind_the_cache_is_still_named(make_case, categories, street_staff, api):
+    make_case()
+    api(street_staff).get("/api/v1/cases/")  # the catalogue is now cached
+    new = type(categories.clutter).objects.bulk_create(
+        [type(categories.clutter)(code="city-new", name="新分类", parent=categories.group)]
+    )[0]
+    case = make_case(category=new)
+    rows = {r["id"]: r for r in api(street_staff).get("/api/v1/cases/").json()["results"]}
+    assert rows[case.pk]["category"]["name"] == "新分类"
+
+
+def test_count_is_exact_below_the_limit_and_kept_above_it(settings, make_case, street_staff, api):
+    settings.EXACT_COUNT = 3
+    client = api(street_staff)
+    for _ in range(3):
+        make_case()
+    assert client.get("/api/v1/cases/").json()["count"] == 3
+    make_case()
+    assert client.get("/api/v1/cases/").json()["count"] == 4  # first counted above the limit
+    newest = make_case()
+    body = client.get("/api/v1/cases/").json()
+    assert body["count"] == 4  # the count kept from a moment ago …
+    assert newest.pk in [row["id"] for row in body["results"]]  # … but the rows are now's
+    assert len(body["results"]) == 5
+
+
+def test_the_next_page_never_depends_on_a_kept_count(settings, make_case, street_staff, api):
+    settings.EXACT_COUNT = 2
+    client = api(street_staff)
+    made = [make_case() for _ in range(3)]
+    assert client.get("/api/v1/cases/?page_size=2").json()["count"] == 3
+    made += [make_case() for _ in range(2)]  # 5 now; the kept count still says 3 (2 pages)
+    first = client.get("/api/v1/cases/?page_size=2").json()
+    assert first["count"] == 3 and first["next"]
+    second = client.get(first["next"].replace("http://testserver", "")).json()
+    assert second["next"], "a third page exists although the kept count says two"
+    third = client.get(second["next"].replace("http://testserver", "")).json()
+    assert third["next"] is None
+    seen = [row["id"] for page in (first, second, third) for row in page["results"]]
+    assert sorted(seen) == sorted(case.pk for case in made)
+    assert client.get("/api/v1/cases/?page_size=2&page=9").status_code == 404
+    assert client.get("/api/v1/cases/?page_size=2&page=0").status_code == 404
+
+
+def test_a_filtered_count_is_its_own(settings, make_case, street_staff, api):
+    settings.EXACT_COUNT = 1
+    client = api(street_staff)
+    for _ in range(3):
+        make_case()
+    make_case("escalated")
+    make_case("escalated")
+    assert client.get("/api/v1/cases/").json()["count"] == 5
+    assert client.get("/api/v1/cases/?state=escalated").json()["count"] == 2
+    assert client.get("/api/v1/cases/?state=reported").json()["count"] == 3
+
+
+def public_ids(client):
+    return [row["id"] for row in client.get("/api/v1/public/letters/").json()["results"]]
+
+
+def test_public_letters_show_every_change_at_once(make_letter, secretary, resident, client):
+    assert public_ids(client) == []
+    letter = make_letter("closed", allow_publication=True)
+    if not letter.published:
+        letter = mailbox_services.letter_publish(letter=letter, by=secretary)
+    assert public_ids(client) == [letter.pk]
+    mailbox_services.letter_unpublish(letter=letter, by=secretary, note="再核实")
+    assert public_ids(client) == []
+    letter.refresh_from_db()
+    letter = mailbox_services.letter_publish(letter=letter, by=secretary)
+    assert public_ids(client) == [letter.pk]
+    mailbox_services.letter_make_private(letter=letter, by=resident)
+    assert public_ids(client) == [], "a letter its writer made private must leave the public page at once"
+
+
+def test_public_letters_saved_outside_the_workflow_show_at_once(make_letter, secretary, client):
+    letter = make_letter("closed", allow_publication=True)
+    if not letter.published:
+        letter = mailbox_services.letter_publish(letter=letter, by=secretary)
+    assert client.get("/api/v1/public/letters/").json()["results"][0]["subject"] == letter.public_subject
+    letter.public_subject = "楼道照明（管理员更正）"
+    letter.save(update_fields=["public_subject"])  # as the admin does, without an event
+    assert client.get("/api/v1/public/letters/").json()["results"][0]["subject"] == "楼道照明（管理员更正）"
+
+
+def test_public_letters_cache_is_per_query_and_address(make_letter, secretary, city, category, client):
+    letter = make_letter("closed", allow_publication=True)
+    if not letter.published:
+        letter = mailbox_services.letter_publish(letter=letter, by=secretary)
+    assert public_ids(client) == [letter.pk]
+    assert client.get(f"/api/v1/public/letters/?unit={city.s2.pk}").json()["results"] == []
+    assert client.get("/api/v1/public/letters/?unit=abc").status_code == 400
+    request = Request(RequestFactory().get("/api/v1/public/letters/", HTTP_HOST="127.0.0.1"))
+    from mailbox.selectors import public_letters_cache_key
+
+    here = Request(RequestFactory().get("/api/v1/public/letters/"))
+    assert public_letters_cache_key(request) != public_letters_cache_key(here)
