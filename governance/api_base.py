@@ -46,15 +46,16 @@ class CountingPaginator(Paginator):
         qs = self.object_list
         if not hasattr(qs, "query"):
             return len(qs)
+        sql, params = qs.order_by().query.sql_with_params()
+        key = "count:" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()
+        kept = cache.get(key)
+        if kept is not None:
+            return kept
         bounded = qs.order_by()[: settings.EXACT_COUNT + 1].count()
         if bounded <= settings.EXACT_COUNT:
             return bounded
-        sql, params = qs.order_by().query.sql_with_params()
-        key = "count:" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()
-        found = cache.get(key)
-        if found is None or found <= settings.EXACT_COUNT:
-            found = qs.count()
-            cache.set(key, found, settings.COUNT_CACHE_SECONDS)
+        found = qs.count()
+        cache.set(key, found, settings.COUNT_CACHE_SECONDS)
         return found
 
     def page(self, number):

@@ -41,7 +41,10 @@ def _empty_cache():
     """Each test starts with an empty cache (the dashboards keep history figures there for minutes)."""
     from django.core.cache import cache
 
+    from governance import catalogues
+
     cache.clear()
+    catalogues._LOCAL.clear()
 
 
 CATALOGUES = (  # the data migrations' rows: a transactional test's flush empties their tables for the next one
