@@ -1,7 +1,8 @@
 """Load: gunicorn + PostgreSQL on the city, driven by wrk from the same machine.
 
 Needs the city of `seed_demo --scale city` (1,000,000 residents) with the cases of `bench/cases_city.py`
-(1,000,000), and, for the boards, the points of `bench/points_city.py` if they were built:
+(1,000,000), the letters of `bench/letters_city.py` (150,000; without them the two mailbox lists are empty),
+and, for the boards, the points of `bench/points_city.py` if they were built:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/grid_bench .venv/bin/python bench/load_city.py
 
 It starts gunicorn (BENCH_WORKERS sync workers, default 4; persistent database connections, DEBUG off, tasks
