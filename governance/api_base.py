@@ -6,6 +6,7 @@ import hashlib
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DataError
@@ -46,7 +47,10 @@ class CountingPaginator(Paginator):
         qs = self.object_list
         if not hasattr(qs, "query"):
             return len(qs)
-        sql, params = qs.order_by().query.sql_with_params()
+        try:
+            sql, params = qs.order_by().query.sql_with_params()
+        except EmptyResultSet:  # a scope or filter that can match nothing (`pk IN ()`)
+            return 0
         key = "count:" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()
         kept = cache.get(key)
         if kept is not None:

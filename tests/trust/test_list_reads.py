@@ -127,6 +127,15 @@ def test_a_filtered_count_is_its_own(settings, make_case, street_staff, api):
     assert client.get("/api/v1/cases/?state=reported").json()["count"] == 3
 
 
+def test_a_list_that_can_match_nothing_counts_nothing(make_case, api):
+    from tests.factories import UserFactory
+
+    make_case()
+    nobody = UserFactory(username="no_position")  # signed in, with no position anywhere
+    body = api(nobody).get("/api/v1/cases/").json()
+    assert body["count"] == 0 and body["results"] == [] and body["next"] is None
+
+
 def public_ids(client):
     return [row["id"] for row in client.get("/api/v1/public/letters/").json()["results"]]
 
