@@ -36,11 +36,13 @@ class CountedPage(Page):
 class CountingPaginator(Paginator):
     """Django's paginator, with a count that stays cheap on a street's 95,000 cases.
 
-    The count is exact up to `EXACT_COUNT` rows, counted with a bounded query (`LIMIT EXACT_COUNT + 1`) so that
-    it costs no more than walking that many index entries. Above that it is the full `COUNT(*)` of the same
-    query as counted at most `COUNT_CACHE_SECONDS` ago (kept in the cache under the query's SQL), so that paging
-    through a street's cases does not count them again for every page. Whether there is a next page never
-    depends on the count: each page reads one row more than it shows."""
+    A count is counted with a bounded query first (`LIMIT EXACT_COUNT + 1`), which costs no more than walking
+    that many index entries, and is exact when it stays within `EXACT_COUNT`. A larger one is the full
+    `COUNT(*)`, kept in the cache under the query's SQL for `COUNT_CACHE_SECONDS` and looked up before anything
+    is counted, so that paging a street's cases does not count them for every page: for that long the count
+    is the one counted then, even if the rows have since grown or shrunk. A query whose SQL holds the current
+    time (`overdue=`) never finds its kept count and costs the bounded count and the full one. Whether there is
+    a next page never depends on the count: each page reads one row more than it shows."""
 
     @cached_property
     def count(self):

@@ -103,7 +103,8 @@ class PhotoSerializer(serializers.ModelSerializer):
 class CaseListSerializer(serializers.ModelSerializer):
     """A case as lists show it. Lists read it with `LIST_COLUMNS` only (the grid and holder unit joined, the
     category and department named from `governance.catalogues`), and `to_representation` writes the row
-    directly: what the declared fields give (the tests compare the two), at a tenth of DRF's cost per row."""
+    directly: what the declared fields give (the tests compare the two), at a fifth of DRF's cost (20 rows:
+    0.6 ms instead of 3 ms)."""
 
     category = serializers.SerializerMethodField()
     grid = RefSerializer()
