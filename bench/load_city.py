@@ -10,7 +10,7 @@ eager: the write path is the one a resident or worker waits for), makes API toke
 needs, and measures with wrk (`--latency`), one after another in the same run:
 
 1. the ceiling: a plain Django view (`/bench/plain`, served only when DJANGO_BENCH_PLAIN_VIEW=1) at 32
-   connections;
+   connections, and the simplest list behind a login (the case categories: no pagination, 33 rows);
 2. each main list endpoint at 32 connections, as the persona that uses it: the cases of a street (street
    staff), the letters of a community (its secretary), the residents of a grid (its grid worker), a
    community's points board (a resident), the public mailbox (anonymous);
@@ -231,6 +231,8 @@ def main():
         wait_for_server()
         lists = {
             "plain Django view (ceiling)": ("/bench/plain", ""),
+            # The simplest list behind a login: the token, the caller's positions, one query of 33 rows.
+            "case categories (street staff)": ("/api/v1/case-categories/", data["street_token"]),
             "cases of a street (street staff)": (f"/api/v1/cases/?unit={data['street']}", data["street_token"]),
             "letters of a community (secretary)": (
                 f"/api/v1/letters/?unit={data['secretaries'][0]['unit']}",
