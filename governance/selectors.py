@@ -57,6 +57,19 @@ class Scope:
         return self.is_admin or bool(self.unit_paths) or bool(self.department_ids)
 
 
+# What a scope is built from, per position: one row of these columns (`scope_of`, and the token
+# authentication that reads them in the same query as the token: governance.authentication).
+SCOPE_COLUMNS = (
+    "role",
+    "unit__path",
+    "department_id",
+    "resident_id",
+    "resident__moved_out_on",
+    "resident__household_id",
+    "resident__household__building__path",
+)
+
+
 def scope_of(user) -> Scope:
     """The user's scope, cached on the user object for the rest of the request."""
     if not getattr(user, "is_authenticated", False):
@@ -66,19 +79,12 @@ def scope_of(user) -> Scope:
         return cached
     # The columns the scope needs and no model objects: this runs on every signed-in request (1.8 ms instead
     # of 2.8 ms for the objects with everything joined).
-    positions = (
-        Position.objects.filter(user=user)
-        .order_by("id")
-        .values_list(
-            "role",
-            "unit__path",
-            "department_id",
-            "resident_id",
-            "resident__moved_out_on",
-            "resident__household_id",
-            "resident__household__building__path",
-        )
-    )
+    positions = Position.objects.filter(user=user).order_by("id").values_list(*SCOPE_COLUMNS)
+    return remember_scope(user, positions)
+
+
+def remember_scope(user, positions) -> Scope:
+    """The scope of `user` from their positions' `SCOPE_COLUMNS` rows, kept on the user for the request."""
     unit_paths: dict = {}
     departments, residents, building_paths, households, roles = [], [], [], [], set()
     is_admin = user.is_superuser

@@ -1,0 +1,112 @@
+"""API token authentication in one query: the token, its user and the user's positions.
+
+Every signed-in API request needs the three, and DRF's `TokenAuthentication` followed by `scope_of` reads them
+with two ORM queries, which cost more to build than to run (about 3 ms of the 10-15 ms of a list on the
+machines of docs/PERFORMANCE.md). Here one query reads the token, every column of its user and the
+`SCOPE_COLUMNS` of each position (a left join: a user without positions is one row), and its SQL is built by
+the ORM once per process and database: only the key changes from one request to the next. On PostgreSQL it
+is a prepared statement of each connection, since planning its seven tables costs PostgreSQL 1 ms, six times
+what running it does (a generic plan is kept after five runs). Nothing is kept between requests: a deleted
+token (a new password deletes them), a deactivated user or a changed position counts from the next request
+on, exactly as before."""
+
+import functools
+
+from django.db import connections, router
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+from rest_framework.authtoken.models import Token
+
+from .models import User
+from .selectors import SCOPE_COLUMNS, remember_scope
+
+_TOKEN_FIELDS = [f.attname for f in Token._meta.concrete_fields]
+_USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
+_KEY = "\x00token key\x00"  # stands for the key while the SQL is built
+_STATEMENT = "governance_token_scope"
+
+
+@functools.cache
+def _compiled(alias):
+    """The query's SQL and parameters (with the key's position among them) and its value converters."""
+    query = (
+        Token.objects.using(alias)
+        .filter(key=_KEY)
+        .values_list(
+            *_TOKEN_FIELDS,
+            *(f"user__{name}" for name in _USER_FIELDS),
+            *(f"user__positions__{name}" for name in SCOPE_COLUMNS),
+        )
+        .order_by("user__positions__id")
+    )
+    compiler = query.query.get_compiler(alias)
+    sql, params = compiler.as_sql()
+    params = list(params)
+    if params.count(_KEY) != 1:  # pragma: no cover - a change of Django's SQL would show here first
+        raise RuntimeError("the token query's key parameter was not found")
+    converters = [
+        (i, [*backend, *field], expression)
+        for i, (expression, _select, _alias) in enumerate(compiler.select)
+        for backend, field in [
+            (connections[alias].ops.get_db_converters(expression), expression.get_db_converters(connections[alias]))
+        ]
+        if backend or field
+    ]
+    return sql, params, params.index(_KEY), converters
+
+
+def token_rows(key):
+    """The rows of `key`: token columns, user columns, one position's scope columns (empty without a token)."""
+    alias = router.db_for_read(Token)
+    sql, params, at, converters = _compiled(alias)
+    params = [*params[:at], key, *params[at + 1 :]]
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if _prepared(connection, cursor, sql, len(params)):
+            cursor.execute(f"EXECUTE {_STATEMENT}({', '.join(['%s'] * len(params))})", params)
+        else:
+            cursor.execute(sql, params)
+        rows = [list(row) for row in cursor.fetchall()]
+    for row in rows:
+        for i, functions, expression in converters:
+            for convert in functions:
+                row[i] = convert(row[i], expression, connection)
+    return alias, rows
+
+
+def _prepared(connection, cursor, sql, count) -> bool:
+    """Whether the query is a prepared statement of this PostgreSQL connection (prepared on its first use).
+    Prepared statements belong to the session, so a connection kept open (`CONN_MAX_AGE`) plans it once and a
+    new connection prepares it anew; a transaction rolled back keeps it."""
+    if connection.vendor != "postgresql" or "%%" in sql:
+        return False
+    raw = connection.connection
+    if getattr(connection, "_token_statement_of", None) is raw:
+        return True
+    cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_STATEMENT])
+    if not cursor.fetchone():
+        numbered = sql
+        for n in range(1, count + 1):
+            numbered = numbered.replace("%s", f"${n}", 1)
+        cursor.execute(f"PREPARE {_STATEMENT} AS {numbered}")
+    connection._token_statement_of = raw
+    return True
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's `Authorization: Token <key>`, reading the token, the user and their scope in one query."""
+
+    def authenticate_credentials(self, key):
+        alias, rows = token_rows(key)
+        if not rows:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        first = rows[0]
+        token = Token.from_db(alias, _TOKEN_FIELDS, first[: len(_TOKEN_FIELDS)])
+        user_end = len(_TOKEN_FIELDS) + len(_USER_FIELDS)
+        user = User.from_db(alias, _USER_FIELDS, first[len(_TOKEN_FIELDS) : user_end])
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        token.user = user
+        positions = [row[user_end:] for row in rows if row[user_end] is not None]  # a role, or no position
+        remember_scope(user, positions)
+        return user, token

@@ -1,0 +1,110 @@
+"""API tokens read the token, the user and the user's positions in one query (governance.authentication).
+
+The shortcut must give the scope `scope_of` gives, and must notice at the next request everything that
+changes who may see what: a token deleted, a new password, a user deactivated, a position granted or taken
+away, a resident moved out. On PostgreSQL the query is a prepared statement of each connection.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from governance import services
+from governance.models import Position, Resident, Role, User
+from governance.selectors import scope_of
+
+
+def token_client(user):
+    return APIClient(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+
+
+def scope_through_token(user):
+    from governance.authentication import TokenAuthentication
+
+    key = Token.objects.get_or_create(user=user)[0].key
+    found, token = TokenAuthentication().authenticate_credentials(key)
+    assert found.pk == user.pk and token.key == key and token.user is found
+    return found._governance_scope
+
+
+@pytest.mark.parametrize(
+    "persona",
+    ["admin_user", "street_staff", "community_staff", "grid_worker", "department_staff", "resident", "outsider"],
+)
+def test_the_token_query_gives_the_scope_of_the_positions(request, city, persona):
+    user = request.getfixturevalue(persona)
+    assert scope_through_token(user) == scope_of(User.objects.get(pk=user.pk))
+
+
+def test_several_positions_and_none_give_the_same_scope_both_ways(city, street_staff, resident_record):
+    services.position_grant(by=None, user=street_staff, role=Role.SECRETARY, unit=city.c2)
+    services.position_grant(by=None, user=street_staff, role=Role.RESIDENT, resident=resident_record)
+    scope = scope_through_token(street_staff)
+    assert scope == scope_of(User.objects.get(pk=street_staff.pk))
+    assert scope.paths() == (city.s1.path, city.c2.path) and scope.resident_ids == (resident_record.pk,)
+
+    nobody = User.objects.create_user("nobody", password="x-long-password-1")
+    assert scope_through_token(nobody) == scope_of(User.objects.get(pk=nobody.pk))
+    assert not scope_through_token(nobody).is_staff_member
+
+
+def test_one_query_reads_the_token_the_user_and_the_positions(street_staff):
+    client = token_client(street_staff)
+    assert client.get("/api/v1/case-categories/").status_code == 200  # a new connection prepares it first
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/case-categories/").status_code == 200
+    assert len(queries) == 2, [q["sql"][:80] for q in queries]  # the token and scope; the categories
+
+
+def test_a_moved_out_resident_keeps_the_token_but_not_the_scope(resident, resident_record):
+    client = token_client(resident)
+    assert client.get("/api/v1/me/").status_code == 200
+    assert scope_through_token(resident).resident_ids == (resident_record.pk,)
+    Resident.objects.filter(pk=resident_record.pk).update(moved_out_on="2026-01-01")
+    assert scope_through_token(resident).resident_ids == ()
+
+
+def test_everything_that_changes_access_counts_from_the_next_request(city, make_case, grid_worker):
+    case = make_case()  # in G1, the grid worker's grid
+    client = token_client(grid_worker)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    Position.objects.filter(user=grid_worker).delete()
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 404  # the position is gone: out of scope
+    services.position_grant(by=None, user=grid_worker, role=Role.GRID_WORKER, unit=city.g1)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    User.objects.filter(pk=grid_worker.pk).update(is_active=False)
+    response = client.get(f"/api/v1/cases/{case.pk}/")
+    assert response.status_code == 401 and response.json()["detail"]
+    User.objects.filter(pk=grid_worker.pk).update(is_active=True)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    grid_worker.refresh_from_db()
+    grid_worker.set_password("another-long-password-7")
+    grid_worker.save()  # a new password deletes the tokens
+    response = client.get(f"/api/v1/cases/{case.pk}/")
+    assert response.status_code == 401 and response.json()["detail"]
+
+
+def test_an_unknown_token_is_refused_in_chinese(city):
+    response = APIClient(HTTP_AUTHORIZATION="Token " + "0" * 40).get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "认证令牌无效。"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_each_new_connection_prepares_the_query_again(city, street_staff):
+    client = token_client(street_staff)
+    assert client.get("/api/v1/me/").json()["username"] == "street_staff"
+    connection.close()  # as CONN_MAX_AGE or a broken connection would: the prepared statement went with it
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/me/").json()["username"] == "street_staff"
+    assert any(q["sql"].startswith("PREPARE governance_token_scope") for q in queries)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/me/").json()["username"] == "street_staff"
+    assert not any(q["sql"].startswith("PREPARE") for q in queries)
+    assert any(q["sql"].startswith("EXECUTE governance_token_scope") for q in queries)
