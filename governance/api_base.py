@@ -3,7 +3,9 @@
 import datetime as dt
 import functools
 import hashlib
+from types import SimpleNamespace
 
+import django_filters
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
@@ -24,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError, InvalidInput, NotAllowed
+from .selectors import scope_of
 
 
 class CountedPage(Page):
@@ -38,22 +41,32 @@ class CountingPaginator(Paginator):
 
     A count is counted with a bounded query first (`LIMIT EXACT_COUNT + 1`), which costs no more than walking
     that many index entries, and is exact when it stays within `EXACT_COUNT`. A larger one is the full
-    `COUNT(*)`, kept in the cache under the query's SQL for `COUNT_CACHE_SECONDS` and looked up before anything
-    is counted, so that paging a street's cases does not count them for every page: for that long the count
-    is the one counted then, even if the rows have since grown or shrunk. A query whose SQL holds the current
-    time (`overdue=`) never finds its kept count and costs the bounded count and the full one. Whether there is
-    a next page never depends on the count: each page reads one row more than it shows."""
+    `COUNT(*)`, kept in the cache for `COUNT_CACHE_SECONDS` and looked up before anything is counted, so that
+    paging a street's cases does not count them for every page: for that long the count is the one counted
+    then, even if the rows have since grown or shrunk. It is kept under `count_key` when the caller gives one
+    (the API's: the endpoint, the caller and their scope, the query but for the page; see `Pagination`), which
+    costs nothing to make, and otherwise under the query's SQL. Whether there is a next page never depends on
+    the count: each page reads one row more than it shows."""
+
+    def __init__(self, *args, count_key=None, fetch=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count_key = count_key
+        self.fetch = fetch  # fetch(object_list, low, high): the rows low..high, when the caller reads them itself
 
     @cached_property
     def count(self):
         qs = self.object_list
         if not hasattr(qs, "query"):
             return len(qs)
-        try:
-            sql, params = qs.order_by().query.sql_with_params()
-        except EmptyResultSet:  # a scope or filter that can match nothing (`pk IN ()`)
+        if qs.query.is_empty():  # a scope that can match nothing (`.none()`)
             return 0
-        key = "count:" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()
+        key = self.count_key
+        if key is None:
+            try:
+                key = repr(qs.order_by().query.sql_with_params())
+            except EmptyResultSet:  # a filter that can match nothing (`pk IN ()`)
+                return 0
+        key = "count:" + hashlib.sha256(key.encode()).hexdigest()
         kept = cache.get(key)
         if kept is not None:
             return kept
@@ -67,7 +80,8 @@ class CountingPaginator(Paginator):
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        top = bottom + self.per_page + 1
+        rows = self.fetch(self.object_list, bottom, top) if self.fetch else list(self.object_list[bottom:top])
         page = self._get_page(rows[: self.per_page], number, self)
         page.more = len(rows) > self.per_page
         return page
@@ -87,10 +101,39 @@ class CountingPaginator(Paginator):
 
 
 class Pagination(PageNumberPagination):
+    """Pages of 20 (up to 200 with `page_size=`), counted by `CountingPaginator`. A large count is kept under
+    what the request asked for: the endpoint and action, the caller and the scope their positions give, and
+    the query without its page; the same question by the same person within `COUNT_CACHE_SECONDS` gets the
+    same count, without its SQL being built to name it (0.4 ms of every list)."""
+
     django_paginator_class = CountingPaginator
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if view is not None:
+            query = sorted(
+                (name, tuple(values))
+                for name, values in request.query_params.lists()
+                if name not in (self.page_query_param, self.page_size_query_param)
+            )
+            user = request.user
+            key = repr(
+                (
+                    type(view).__module__,
+                    type(view).__qualname__,
+                    getattr(view, "action", None),
+                    view.kwargs,
+                    user.pk,
+                    scope_of(user),
+                    query,
+                )
+            )
+            self.django_paginator_class = functools.partial(
+                CountingPaginator, count_key=key, fetch=getattr(view, "fetch_page", None)
+            )
+        return super().paginate_queryset(queryset, request, view)
 
 
 @functools.cache
@@ -110,6 +153,78 @@ _DATETIME = serializers.DateTimeField()
 def iso_datetime(value):
     """A datetime as the API writes it (DRF's DateTimeField: ISO 8601 in the current time zone)."""
     return None if value is None else _DATETIME.to_representation(value)
+
+
+class FilterSet(django_filters.FilterSet):
+    """django-filter's FilterSet, building only the filters that the request's query names.
+
+    django-filter copies every filter of the set and builds a form field for each on every request, though a
+    filter that is not named does nothing (its value is empty); for a list with nine filters and one named
+    that is 1 ms of its 8. A filter counts as named when a parameter is its name or starts with its name and
+    `_` (the range filters' `_min`, `_after`). Sets whose `filter_queryset` reads an unnamed filter's value
+    read it with `cleaned_data.get`. The schema is built from the class, which keeps them all."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None:
+            names = tuple(data.keys())
+            self.base_filters = {
+                name: f
+                for name, f in type(self).base_filters.items()
+                if any(n == name or n.startswith(name + "_") for n in names)
+            }
+        super().__init__(data, *args, **kwargs)
+
+
+def light_rows(rows, columns) -> list:
+    """`values_list(*columns)` rows as plain objects named like the model's attributes: `number` is
+    `row.number`, `grid__name` is `row.grid.name`, and `id` is also `row.pk`. A list serializer that writes
+    its rows itself reads them as it would read model objects, for a third less than building those (20
+    cases: 1.8 ms instead of 2.7 ms)."""
+    paths = [column.split("__") for column in columns]
+    found = []
+    for values in rows:
+        row = SimpleNamespace()
+        for path, value in zip(paths, values, strict=True):
+            target = row
+            for name in path[:-1]:
+                target = target.__dict__.setdefault(name, SimpleNamespace())
+            setattr(target, path[-1], value)
+        row.pk = row.id
+        found.append(row)
+    return found
+
+
+class LightListMixin:
+    """A list that reads its page in two steps and hands the serializer `light_rows`, for list serializers
+    whose `to_representation` reads `list_columns` and no other attributes (the tests compare them with the
+    declared fields on model objects).
+
+    First the ids of the page, from the scoped and filtered query; then `list_columns` of those ids only,
+    with their joins, as values rather than model objects. In one query: `WHERE id IN (SELECT id … LIMIT
+    21)`. PostgreSQL otherwise joins every row it must sort before it keeps a page of them: on the city a
+    community's page of cases took 25 ms, of which half went on joining the holder unit of each of its
+    4,000 cases; now 13 ms. A street's page, found by walking the newest cases, stays at 0.4 ms."""
+
+    list_columns: list = []
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        if page is None:
+            page = list(queryset.values_list(*self.list_columns))
+            return Response(self.get_serializer(light_rows(page, self.list_columns), many=True).data)
+        return self.get_paginated_response(self.get_serializer(light_rows(page, self.list_columns), many=True).data)
+
+    def fetch_page(self, queryset, low, high) -> list:
+        ordering = queryset.query.order_by or queryset.model._meta.ordering
+        ids = queryset.order_by(*ordering).values("pk")[low:high]
+        rows = queryset.model._base_manager.filter(pk__in=ids).order_by(*ordering)
+        return list(rows.values_list(*self.list_columns))
+
+
+def iso_date(value):
+    """A date as the API writes it (DRF's DateField: `YYYY-MM-DD`)."""
+    return None if value is None else value.isoformat()
 
 
 class DisplayField(serializers.CharField):

@@ -25,6 +25,8 @@ from governance.api import UnitSubtreeFilter
 from governance.api_base import (
     DeadlineField,
     DisplayField,
+    FilterSet,
+    LightListMixin,
     ScopedMixin,
     TransitionsMixin,
     WorkflowEventSerializer,
@@ -152,14 +154,17 @@ class LetterListSerializer(serializers.ModelSerializer):
         }
 
 
-# What a list reads of each letter (and of its unit and writer): the list serializer's fields and no more.
+# What a list reads of each letter (and of its unit and writer): the list serializer's fields and no more, as
+# values (`LightListMixin`).
 LIST_COLUMNS = [
     "id",
     "number",
     "subject",
+    "unit_id",
     "unit__name",
     "channel",
     "category_id",
+    "writer_id",
     "writer__name",
     "state",
     "created_at",
@@ -351,7 +356,7 @@ class LetterEventSerializer(WorkflowEventSerializer):
         model = LetterEvent
 
 
-class LetterFilter(django_filters.FilterSet):
+class LetterFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=LetterState.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     category = django_filters.ModelChoiceFilter(queryset=LetterCategory.objects.all())
@@ -408,6 +413,7 @@ TRANSITIONS = {
 class LetterViewSet(
     ScopedMixin,
     TransitionsMixin,
+    LightListMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -418,6 +424,7 @@ class LetterViewSet(
     minute answers 200 with the letter already there; more than five a day from one resident is a 429."""
 
     filterset_class = LetterFilter
+    list_columns = LIST_COLUMNS
     flow = services.LETTER_FLOW
     transitions = TRANSITIONS
     object_kwarg = "letter"
@@ -568,7 +575,7 @@ class PublicUnitFilter(django_filters.ModelChoiceFilter):
         return qs.filter(unit__path__startswith=value.path) if value else qs
 
 
-class PublicLetterFilter(django_filters.FilterSet):
+class PublicLetterFilter(FilterSet):
     unit = PublicUnitFilter(queryset=Unit.objects.all())
     category = django_filters.ModelChoiceFilter(queryset=LetterCategory.objects.all())
     channel = django_filters.ChoiceFilter(choices=Channel.choices)

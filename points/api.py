@@ -19,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import DisplayField, ScopedMixin
+from governance.api_base import DisplayField, FilterSet, ScopedMixin
 from governance.errors import InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Unit
@@ -156,7 +156,7 @@ class RuleSerializer(serializers.ModelSerializer):
         ]
 
 
-class RuleFilter(django_filters.FilterSet):
+class RuleFilter(FilterSet):
     scheme = SchemeFilter()
     kind = django_filters.ChoiceFilter(choices=RuleKind.choices, label=gettext_lazy("类型"))
     unit = UnitSubtreeFilter(lookup="unit__path")
@@ -276,7 +276,7 @@ class ReverseSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
 
-class EntryFilter(django_filters.FilterSet):
+class EntryFilter(FilterSet):
     resident = django_filters.NumberFilter(field_name="account__resident_id", label=gettext_lazy("居民"))
     scheme = SchemeFilter(lookup="account__scheme")
     kind = django_filters.ChoiceFilter(choices=EntryKind.choices, label=gettext_lazy("类型"))
@@ -413,7 +413,7 @@ def schemes_for(resident) -> list[Scheme]:
     return schemes
 
 
-class AccountFilter(django_filters.FilterSet):
+class AccountFilter(FilterSet):
     unit = UnitSubtreeFilter(lookup="household__building__path")
     q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("姓名或房号"))
 
@@ -521,7 +521,7 @@ class RestockSerializer(serializers.Serializer):
     quantity = serializers.IntegerField(min_value=1, help_text=gettext_lazy("补货数量（在现有库存上增加）"))
 
 
-class RewardFilter(django_filters.FilterSet):
+class RewardFilter(FilterSet):
     unit = UnitSubtreeFilter(lookup="community__path")
     scheme = SchemeFilter()
     active = django_filters.BooleanFilter()
@@ -674,7 +674,7 @@ class CancelSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
 
-class RedemptionFilter(django_filters.FilterSet):
+class RedemptionFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=RedemptionState.choices, label=gettext_lazy("状态"))
     resident = django_filters.NumberFilter(field_name="resident_id", label=gettext_lazy("居民"))
     reward = django_filters.NumberFilter(field_name="reward_id", label=gettext_lazy("商品"))
@@ -800,7 +800,7 @@ class TallySerializer(serializers.ModelSerializer):
         ]
 
 
-class TallyFilter(django_filters.FilterSet):
+class TallyFilter(FilterSet):
     month = MonthFilter(field_name="month", exact=True)
     unit = UnitSubtreeFilter(lookup="grid__path")
     scheme = SchemeFilter()
@@ -986,7 +986,7 @@ class BoardPublishSerializer(serializers.Serializer):
             self.fields["unit"].queryset = units_visible_to(request.user)
 
 
-class BoardFilter(django_filters.FilterSet):
+class BoardFilter(FilterSet):
     month = MonthFilter(field_name="month", exact=True)
     unit = UnitSubtreeFilter(lookup="unit__path")
     scheme = SchemeFilter()
@@ -1117,7 +1117,7 @@ class ObjectionResolveSerializer(serializers.Serializer):
     )
 
 
-class ObjectionFilter(django_filters.FilterSet):
+class ObjectionFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=ObjectionState.choices, label=gettext_lazy("状态"))
     board = django_filters.NumberFilter(field_name="board_id", label=gettext_lazy("积分榜"))
     month = MonthFilter(field_name="board__month", exact=True)

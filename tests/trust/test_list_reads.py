@@ -12,6 +12,8 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from governance import services
+from governance.models import Resident, Role, User
 from grids.api import CaseListSerializer
 from grids.models import Case
 from mailbox import services as mailbox_services
@@ -52,6 +54,22 @@ def test_letter_rows_match_the_declared_fields(state, make_letter, secretary, re
         )
         assert listed[letter.pk] == declared_fields_row(serializer, Letter.objects.get(pk=letter.pk))
         assert list(listed[letter.pk]) == LetterListSerializer.Meta.fields
+
+
+@pytest.mark.parametrize("moved_out", [False, True])
+def test_resident_rows_match_the_declared_fields(moved_out, resident_record, community_staff, api):
+    from governance.api import ResidentSerializer
+
+    if moved_out:
+        Resident.objects.filter(pk=resident_record.pk).update(moved_out_on="2026-03-04", birth_date=None)
+    query = "?archived=true&unmask=true" if moved_out else "?unmask=true"
+    response = api(community_staff).get(f"/api/v1/residents/{query}")  # whole values: community staff keep records
+    assert response.status_code == 200
+    [listed] = response.json()["results"]
+    resident = Resident.objects.select_related("household__building").get(pk=resident_record.pk)
+    assert listed == declared_fields_row(ResidentSerializer(), resident)
+    assert list(listed) == ResidentSerializer.Meta.fields
+    assert listed["tags"] == ["party_member"] and listed["id_number"] == "510603198001011237"
 
 
 def test_case_lists_in_english_name_states_in_english(make_case, street_staff, api):
@@ -177,3 +195,40 @@ def test_public_letters_cache_is_per_query_and_address(make_letter, secretary, c
 
     here = Request(RequestFactory().get("/api/v1/public/letters/"))
     assert public_letters_cache_key(request) != public_letters_cache_key(here)
+
+
+def test_a_kept_count_answers_the_same_question_by_the_same_person(settings, city, make_case, street_staff, api):
+    from tests.factories import UserFactory
+
+    settings.EXACT_COUNT = 1
+    client = api(street_staff)
+    for _ in range(3):
+        make_case()
+    assert client.get("/api/v1/cases/?page_size=2").json()["count"] == 3
+    make_case()
+    assert client.get("/api/v1/cases/?page_size=2").json()["count"] == 3  # kept …
+    assert client.get("/api/v1/cases/?page_size=2&page=2").json()["count"] == 3  # … for every page of it
+    assert client.get("/api/v1/cases/?page_size=2&state=reported").json()["count"] == 4  # another question
+    colleague = UserFactory(username="colleague")
+    services.position_grant(by=None, user=colleague, role=Role.STREET_STAFF, unit=city.s1)
+    assert api(colleague).get("/api/v1/cases/?page_size=2").json()["count"] == 4  # another person
+    services.position_grant(by=None, user=street_staff, role=Role.STREET_STAFF, unit=city.s2)
+    again = api(User.objects.get(pk=street_staff.pk))  # as the next request would: the user read afresh
+    assert again.get("/api/v1/cases/?page_size=2").json()["count"] == 4  # another scope
+
+
+def test_filters_the_query_does_not_name_change_nothing(city, resident_record, community_staff, api):
+    from tests.factories import HouseholdFactory, ResidentFactory
+
+    moved = ResidentFactory(household=HouseholdFactory(building=city.b1), name="王五")
+    Resident.objects.filter(pk=moved.pk).update(moved_out_on="2026-01-01")
+    client = api(community_staff)
+    names = lambda query: sorted(r["name"] for r in client.get(f"/api/v1/residents/{query}").json()["results"])  # noqa: E731
+    assert names("") == ["张三明"]  # not named, `archived` still hides those who moved out
+    assert names("?archived=true") == ["王五"]
+    assert names(f"?unit={city.g1.pk}&q=张") == ["张三明"]
+    assert names("?colour=blue") == ["张三明"]  # what is no filter is no filter
+    response = client.get("/api/v1/residents/?unit=999999")
+    assert response.status_code == 400 and "unit" in response.json()["errors"]
+    response = api(community_staff).get("/api/v1/cases/?state=bogus&created_after=yesterday")
+    assert response.status_code == 400 and set(response.json()["errors"]) == {"state", "created_after"}
