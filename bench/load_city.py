@@ -10,7 +10,9 @@ eager: the write path is the one a resident or worker waits for), makes API toke
 needs, and measures with wrk (`--latency`), one after another in the same run:
 
 1. the ceiling: a plain Django view (`/bench/plain`, served only when DJANGO_BENCH_PLAIN_VIEW=1) at 32
-   connections, and the simplest list behind a login (the case categories: no pagination, 33 rows);
+   connections; the issue's reference, a straightforward DRF list of 20 rows (`/bench/drf-list`, the same
+   switch: a model serializer of every field of the case categories, page-number pagination, anonymous);
+   and the simplest list behind a login (the case categories: no pagination, 33 rows);
 2. each main list endpoint at 32 connections, as the persona that uses it: the cases of a street (street
    staff), the letters of a community (its secretary), the residents of a grid (its grid worker), a
    community's points board (a resident), the public mailbox (anonymous);
@@ -231,6 +233,8 @@ def main():
         wait_for_server()
         lists = {
             "plain Django view (ceiling)": ("/bench/plain", ""),
+            # The yardstick: a straightforward DRF list of 20 rows, anonymous, no scope, no filters.
+            "straightforward DRF list, 20 rows (reference)": ("/bench/drf-list", ""),
             # The simplest list behind a login: the token, the caller's positions, one query of 33 rows.
             "case categories (street staff)": ("/api/v1/case-categories/", data["street_token"]),
             "cases of a street (street staff)": (f"/api/v1/cases/?unit={data['street']}", data["street_token"]),
@@ -251,10 +255,10 @@ def main():
         for name, (path, tok) in lists.items():
             wrk(SINGLE % {"token": tok, "path": path}, 32, 3)  # warm up every worker's connection and caches
             results[name] = wrk(SINGLE % {"token": tok, "path": path}, 32, LIST_SECONDS)
-            print(f"{name:42} {results[name]}", flush=True)
+            print(f"{name:48} {results[name]}", flush=True)
         mix = MIX % {"data": lua_table(data)}
         results["mix, 50 connections"] = wrk(mix, 50, MIX_SECONDS)
-        print(f"{'mix, 50 connections':42} {results['mix, 50 connections']}", flush=True)
+        print(f"{'mix, 50 connections':48} {results['mix, 50 connections']}", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

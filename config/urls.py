@@ -37,7 +37,28 @@ if settings.BENCH_PLAIN_VIEW:
         """The ceiling of bench/load_city.py: Django's whole stack, middleware included, and no work."""
         return HttpResponse("ok", content_type="text/plain")
 
+    from rest_framework import generics, pagination, permissions, serializers
+
+    from grids.models import CaseCategory
+
+    class StraightforwardSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = CaseCategory
+            fields = "__all__"
+
+    class StraightforwardList(generics.ListAPIView):
+        """The issue's reference: a straightforward DRF list of 20 rows (a model serializer of every field,
+        page-number pagination with its count), without a login, a scope or filters."""
+
+        queryset = CaseCategory.objects.order_by("pk")
+        serializer_class = StraightforwardSerializer
+        pagination_class = type("Twenty", (pagination.PageNumberPagination,), {"page_size": 20})
+        authentication_classes = []
+        permission_classes = [permissions.AllowAny]
+        filter_backends = []
+
     urlpatterns.insert(0, path("bench/plain", plain))
+    urlpatterns.insert(0, path("bench/drf-list", StraightforwardList.as_view()))
 
 # Errors under /api/ answer JSON like every other API error; pages answer a page in the app's look.
 handler400 = "governance.views.bad_request"
