@@ -384,13 +384,19 @@ class EventSerializer(WorkflowEventSerializer):
 
 class GridSubtreeFilter(UnitSubtreeFilter):
     """`unit=<id>` for cases: the cases of the grids in that subtree. Naming the level as well lets PostgreSQL
-    estimate the prefix scan of the grids well (a street's count: 5 ms instead of 38 ms on the city)."""
+    estimate the prefix scan of the grids well (a street's count: 5 ms instead of 38 ms on the city). When the
+    caller's scope is that very subtree (staff listing their own street, community or grid), the path condition
+    is the scope's already and is not repeated (`selectors.is_exactly_the_subtree`)."""
 
     def filter(self, qs, value):
-        if value and value.level == Level.BUILDING:
+        if not value:
+            return qs
+        if value.level == Level.BUILDING:
             return qs.filter(building=value)
-        qs = super().filter(qs, value)
-        return qs.filter(grid__level=Level.GRID) if value else qs
+        request = self.parent.request if self.parent is not None else None
+        if request is None or not selectors.is_exactly_the_subtree(scope_of(request.user), value.path):
+            qs = super().filter(qs, value)
+        return qs.filter(grid__level=Level.GRID)
 
 
 class CaseFilter(FilterSet):

@@ -29,6 +29,14 @@ def cases_visible_to(user) -> QuerySet[Case]:
     return Case.objects.filter(q)
 
 
+def is_exactly_the_subtree(scope: Scope, path: str) -> bool:
+    """Whether `cases_visible_to` gives exactly the cases of the grids under `path`: one unit-bound position,
+    there, and nothing else (no department, no resident, not an administrator). A `unit=` filter naming that
+    unit then adds nothing, and is better left out: PostgreSQL would multiply the selectivity of the same
+    path condition twice and plan a street's 95,000 cases as if they were 1,200."""
+    return not scope.is_admin and scope.paths() == (path,) and not scope.department_ids and not scope.resident_ids
+
+
 def categories_visible_to(user) -> QuerySet[CaseCategory]:
     return CaseCategory.objects.all() if scope_of(user).is_staff_member else CaseCategory.objects.none()
 

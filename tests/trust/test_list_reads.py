@@ -232,3 +232,34 @@ def test_filters_the_query_does_not_name_change_nothing(city, resident_record, c
     assert response.status_code == 400 and "unit" in response.json()["errors"]
     response = api(community_staff).get("/api/v1/cases/?state=bogus&created_after=yesterday")
     assert response.status_code == 400 and set(response.json()["errors"]) == {"state", "created_after"}
+
+
+def test_a_unit_filter_naming_the_whole_scope_is_left_to_the_scope(city, make_case, street_staff, outsider, api):
+    """Staff listing their own unit: the path condition is the scope's and is not repeated (it made PostgreSQL
+    misjudge a street's cases); the answer is the same."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from grids import services as case_services
+    from tests.factories import UserFactory
+
+    worker_g4, staff_c3 = UserFactory(username="worker_g4"), UserFactory(username="staff_c3")
+    services.position_grant(by=None, user=worker_g4, role=Role.GRID_WORKER, unit=city.g4)
+    services.position_grant(by=None, user=staff_c3, role=Role.COMMUNITY_STAFF, unit=city.c3)
+    mine = {make_case().pk}
+    elsewhere = make_case(by=worker_g4, grid=city.g4)  # S2's case, sent to 城管局
+    elsewhere = case_services.case_escalate(case=elsewhere, by=staff_c3, note="需城管执法")
+    case_services.case_dispatch(case=elsewhere, by=outsider, department=city.department)
+    client = api(street_staff)
+    ids = lambda query, c=client: {r["id"] for r in c.get(f"/api/v1/cases/{query}").json()["results"]}  # noqa: E731
+    with CaptureQueriesContext(connection) as queries:
+        assert ids(f"?unit={city.s1.pk}") == ids("") == mine
+    page = [q["sql"] for q in queries if "grids_case" in q["sql"] and "LIMIT" in q["sql"]][0]
+    assert page.count(city.s1.path) == 1, page
+
+    # More than the one subtree in scope (a department as well): the filter stays, and narrows.
+    services.position_grant(by=None, user=street_staff, role=Role.DEPARTMENT_STAFF, department=city.department)
+    both = api(User.objects.get(pk=street_staff.pk))
+    assert ids("", both) == mine | {elsewhere.pk}
+    assert ids(f"?unit={city.s1.pk}", both) == mine
+    assert ids(f"?unit={city.s2.pk}", both) == {elsewhere.pk}  # out of the street, but dispatched to their department
