@@ -203,7 +203,8 @@ class LightListMixin:
     with their joins, as values rather than model objects. In one query: `WHERE id IN (SELECT id … LIMIT
     21)`. PostgreSQL otherwise joins every row it must sort before it keeps a page of them: on the city a
     community's page of cases took 25 ms, of which half went on joining the holder unit of each of its
-    4,000 cases; now 13 ms. A street's page, found by walking the newest cases, stays at 0.4 ms."""
+    4,000 cases; now 3 ms, the ids coming from the grid-time-id index alone. A street's page, found by
+    walking the newest cases, stays at 0.4 ms."""
 
     list_columns: list = []
 
