@@ -518,7 +518,7 @@ class ResidentSerializer(serializers.ModelSerializer):
             "phone": instance.phone,
             "household": instance.household_id,
             "building": household.building_id,
-            "address": f"{household.building.name} {household.room}",
+            "address": self.get_address(instance),
             "tags": [tag.code for tag in instance.tags.all()],
             "is_archived": instance.is_archived,
             "moved_out_on": iso_date(instance.moved_out_on),

@@ -13,7 +13,7 @@ on, exactly as before."""
 import functools
 
 from django.db import connections, router
-from rest_framework import authentication
+from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
 from .models import User
@@ -23,6 +23,7 @@ _TOKEN_FIELDS = [f.attname for f in Token._meta.concrete_fields]
 _USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
 _KEY = "\x00token key\x00"  # stands for the key while the SQL is built
 _STATEMENT = "governance_token_scope"
+_KEY_LENGTH = Token._meta.get_field("key").max_length
 
 
 @functools.cache
@@ -96,6 +97,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's `Authorization: Token <key>`, reading the token, the user and their scope in one query."""
 
     def authenticate_credentials(self, key):
+        if "\x00" in key or len(key) > _KEY_LENGTH:  # no token has such a key, and PostgreSQL refuses a NUL
+            raise exceptions.AuthenticationFailed()
         alias, rows = token_rows(key)
         if not rows:  # DRF's own refusal, in its words (one query more, for a refused token only)
             return super().authenticate_credentials(key)

@@ -95,6 +95,13 @@ def test_an_unknown_token_is_refused_in_chinese(city):
     assert response.json()["detail"] == "认证令牌无效。"
 
 
+@pytest.mark.parametrize("key", ["a\x00b", "f" * 41, "'OR'1'='1'--"])
+def test_a_key_no_token_can_have_is_a_401_not_a_500(city, key):
+    response = APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.json()["detail"] in {"认证令牌无效。", "不正确的身份认证信息。"}
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_each_new_connection_prepares_the_query_again(city, street_staff):
