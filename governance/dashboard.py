@@ -121,39 +121,87 @@ def case_trend(prefix: str, month: dt.date) -> list[dict]:
 
 def refresh_history(*, now=None) -> int:
     """Compute the cached history figures of the city, every street and every community afresh (the beat does it
-    every ten minutes, so that with a shared cache no leader waits for them). Returns how many units."""
+    every ten minutes, so that with a shared cache no leader waits for them). Returns how many units.
+
+    In seven grouped queries whatever the number of units: the year's cases by community and month, and the
+    population by community (the grid workers by street as well, since one person can work in two of its
+    communities), summed up to the streets and the city. The figures are the same as `case_trend` and
+    `unit_stats` give one unit at a time (the tests compare them)."""
     from django.core.cache import cache
 
-    from .selectors import UNIT_STATS_CACHE_SECONDS, unit_stats
+    from .selectors import UNIT_STATS_CACHE_SECONDS, units_stats
 
     now = now or timezone.now()
     month = timezone.localtime(now).date().replace(day=1)
-    units = list(Unit.objects.filter(level__in=[Level.STREET, Level.COMMUNITY]).order_by("path"))
-    cache.set(f"dashboard:trend:city:{month:%Y-%m}", _case_trend("", month), TREND_CACHE_SECONDS)
+    units = list(Unit.objects.filter(level__in=[Level.STREET, Level.COMMUNITY]).only("pk", "path").order_by("path"))
+    counts = _case_counts_by_community(month)
+    summed = {"": {}}
     for unit in units:
-        cache.set(f"dashboard:trend:{unit.path}:{month:%Y-%m}", _case_trend(unit.path, month), TREND_CACHE_SECONDS)
-        cache.set(f"unit-stats:{unit.pk}", unit_stats(unit), UNIT_STATS_CACHE_SECONDS)
+        summed[unit.path] = {}
+    for (community, key), row in counts.items():
+        for prefix in ("", community[:STEP], community):
+            into = summed.get(prefix)
+            if into is not None:
+                month_counts = into.setdefault(key, dict.fromkeys(row, 0))
+                for name, n in row.items():
+                    month_counts[name] += n
+    cache.set(f"dashboard:trend:city:{month:%Y-%m}", _trend(summed[""], month), TREND_CACHE_SECONDS)
+    for unit in units:
+        cache.set(f"dashboard:trend:{unit.path}:{month:%Y-%m}", _trend(summed[unit.path], month), TREND_CACHE_SECONDS)
+    for pk, figures in units_stats(units).items():
+        cache.set(f"unit-stats:{pk}", figures, UNIT_STATS_CACHE_SECONDS)
     return len(units) + 1
 
 
-def _case_trend(prefix: str, month: dt.date) -> list[dict]:
-    from grids.models import Case, ClosedReason
+def _trend_start(month: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(_months_back(month, TREND_MONTHS - 1), dt.time.min))
 
-    start = timezone.make_aware(dt.datetime.combine(_months_back(month, TREND_MONTHS - 1), dt.time.min))
-    rows = (
-        Case.objects.filter(grid__path__startswith=prefix, grid__level=Level.GRID, created_at__gte=start)
-        .annotate(month=TruncMonth("created_at", tzinfo=timezone.get_default_timezone()))
-        .values("month")
-        .annotate(
-            filed=Count("id"),
-            completed=Count("id", filter=Q(handled_at__isnull=False)),
-            on_time=Count("id", filter=Q(handled_at__isnull=False, handled_on_time=True)),
-            rated=Count("id", filter=Q(closed_reason=ClosedReason.RATED)),
-            satisfied=Count("id", filter=Q(closed_reason=ClosedReason.RATED, rating__gte=4)),
-        )
-        .order_by("month")
+
+def _case_month():
+    return TruncMonth("created_at", tzinfo=timezone.get_default_timezone())
+
+
+def _trend_counts(grouped):
+    """The trend's counts (`TREND_COUNTS`) of each group of `grouped`, a values() query of cases."""
+    from grids.models import ClosedReason
+
+    return grouped.annotate(
+        filed=Count("id"),
+        completed=Count("id", filter=Q(handled_at__isnull=False)),
+        on_time=Count("id", filter=Q(handled_at__isnull=False, handled_on_time=True)),
+        rated=Count("id", filter=Q(closed_reason=ClosedReason.RATED)),
+        satisfied=Count("id", filter=Q(closed_reason=ClosedReason.RATED, rating__gte=4)),
+    ).order_by()
+
+
+TREND_COUNTS = ("filed", "completed", "on_time", "rated", "satisfied")
+
+
+def _case_counts_by_community(month: dt.date) -> dict:
+    """{(community path, "YYYY-MM"): {count: n}} over the trend's twelve months, in one query."""
+    from django.db.models.functions import Substr
+
+    from grids.models import Case
+
+    cases = Case.objects.filter(grid__level=Level.GRID, created_at__gte=_trend_start(month)).values(
+        community=Substr("grid__path", 1, 2 * STEP), month=_case_month()
     )
-    by_month = {_month_key(r["month"]): r for r in rows}
+    return {
+        (r["community"], _month_key(r["month"])): {name: r[name] for name in TREND_COUNTS} for r in _trend_counts(cases)
+    }
+
+
+def _case_trend(prefix: str, month: dt.date) -> list[dict]:
+    from grids.models import Case
+
+    cases = Case.objects.filter(
+        grid__path__startswith=prefix, grid__level=Level.GRID, created_at__gte=_trend_start(month)
+    ).values(month=_case_month())
+    return _trend({_month_key(r["month"]): r for r in _trend_counts(cases)}, month)
+
+
+def _trend(by_month: dict, month: dt.date) -> list[dict]:
+    """The twelve months up to `month` from the counts of each ("YYYY-MM": {filed, completed, …})."""
     trend = []
     for n in range(TREND_MONTHS - 1, -1, -1):
         key = f"{_months_back(month, n):%Y-%m}"

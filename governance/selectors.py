@@ -268,6 +268,49 @@ def unit_stats(unit: Unit) -> dict:
     }
 
 
+UNIT_STATS = ("communities", "grids", "buildings", "households", "residents", "party_members", "grid_workers")
+
+
+def units_stats(units) -> dict:
+    """`unit_stats` of each of `units` (streets and communities), {pk: figures}, in seven grouped queries
+    whatever their number: the counts grouped by community and summed up to the streets, and the grid workers
+    counted by street and by community apart, since one person may work in two communities of a street."""
+    from django.db.models.functions import Substr
+
+    figures = {unit.path: dict.fromkeys(UNIT_STATS, 0) for unit in units}
+
+    def grouped(queryset, path_field, length=2 * STEP, *also, n=None):
+        return queryset.values_list(Substr(path_field, 1, length), *also).annotate(n=n or Count("pk")).order_by()
+
+    def add(key, name, n):
+        # `key`: a community's path, or a street's own for the units above the communities.
+        for prefix in {key[:STEP], key}:
+            if prefix in figures:
+                figures[prefix][name] += n
+
+    level_names = {Level.COMMUNITY: "communities", Level.GRID: "grids", Level.BUILDING: "buildings"}
+    for key, level, n in grouped(Unit.objects.all(), "path", 2 * STEP, "level"):
+        if level in level_names:
+            add(key, level_names[level], n)
+    present = Resident.objects.filter(moved_out_on=None)
+    party = Resident.tags.through.objects.filter(
+        residenttag__code=ResidentTag.PARTY_MEMBER, resident__moved_out_on=None
+    )
+    for name, queryset, path_field in (
+        ("households", Household.objects.all(), "building__path"),
+        ("residents", present, "household__building__path"),
+        ("party_members", party, "resident__household__building__path"),
+    ):
+        for key, n in grouped(queryset, path_field):
+            add(key, name, n)
+    workers = Position.objects.filter(role=Role.GRID_WORKER)
+    for length in (STEP, 2 * STEP):
+        for key, n in grouped(workers, "unit__path", length, n=Count("user", distinct=True)):
+            if len(key) == length and key in figures:
+                figures[key]["grid_workers"] = n
+    return {unit.pk: figures[unit.path] for unit in units}
+
+
 def roles_of(user) -> list[Position]:
     return list(
         Position.objects.filter(user=user)

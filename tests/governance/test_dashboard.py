@@ -1,5 +1,6 @@
 """The home page's dashboards for every role, the drill-down, the wall, and the elder-friendly mode."""
 
+import datetime as dt
 import re
 
 import pytest
@@ -186,3 +187,58 @@ def test_the_beat_keeps_the_history_figures_warm(busy, city, django_assert_max_n
     assert refresh_dashboards.apply().get() == 6  # the city, two streets and three communities
     with django_assert_max_num_queries(0):
         assert dashboard.case_trend(city.s1.path, dashboard.timezone.localdate().replace(day=1))[-1]["filed"] == 4
+
+
+def test_the_beat_counts_every_unit_in_a_fixed_number_of_queries_and_as_one_unit_at_a_time(
+    busy, city, grid_worker, grid_worker_2, resident_2, django_assert_max_num_queries
+):
+    """The figures the beat keeps are the ones the dashboard counts for one unit: a grid worker who works in two
+    communities of a street counts once in it; moved-out residents and other streets do not count."""
+    from django.core.cache import cache
+
+    from governance import selectors, services
+    from governance.models import ResidentTag, Role
+    from tests.factories import HouseholdFactory, ResidentFactory
+
+    services.position_grant(by=None, user=grid_worker, role=Role.GRID_WORKER, unit=city.g3)  # C1 and C2 of S1
+    household = HouseholdFactory(building=city.b4, room="1单元101")
+    member = ResidentFactory(household=household, name="党员甲")
+    member.tags.add(ResidentTag.objects.get(code=ResidentTag.PARTY_MEMBER))
+    ResidentFactory(household=household, name="已迁出", moved_out_on=dt.date(2026, 1, 5))
+    month = dashboard.timezone.localdate().replace(day=1)
+    cache.clear()
+    with django_assert_max_num_queries(9):  # the units, one query of the cases, seven of the population
+        dashboard.refresh_history()
+    units = [city.s1, city.s2, city.c1, city.c2, city.c3]
+    with django_assert_max_num_queries(0):
+        kept = {u.pk: (cache.get(f"unit-stats:{u.pk}"), dashboard.case_trend(u.path, month)) for u in units}
+        city_trend = dashboard.case_trend("", month)
+    for unit in units:
+        assert kept[unit.pk] == (selectors.unit_stats(unit), dashboard._case_trend(unit.path, month)), unit.name
+    assert city_trend == dashboard._case_trend("", month)
+    assert kept[city.s1.pk][0]["grid_workers"] == 2  # grid_worker in C1 and C2, grid_worker_2 in C2
+    assert kept[city.c2.pk][0]["grid_workers"] == 2
+    assert kept[city.s2.pk][0] == {**kept[city.c3.pk][0], "communities": 1}
+    assert kept[city.c3.pk][0]["party_members"] == 1 and kept[city.c3.pk][0]["residents"] == 1
+    assert sum(m["filed"] for m in kept[city.s1.pk][1]) == 4 and sum(m["filed"] for m in city_trend) == 4
+
+
+def test_the_beat_keeps_every_figure_of_a_city_of_many_units_in_the_local_cache(city):
+    """A city has about 160 streets and communities, two kept figures each: more than the 300 entries Django's
+    local-memory cache keeps by default, which then drops a third of them at random as it fills."""
+    from django.core.cache import cache
+
+    from governance import services
+
+    for n in range(160):
+        services.unit_create(by=None, name=f"社区{n}", code=f"CX{n}", parent=city.s2)
+    cache.clear()
+    count = dashboard.refresh_history()
+    month = dashboard.timezone.localdate().replace(day=1)
+    kept = [
+        key
+        for unit in dashboard.Unit.objects.filter(depth__lte=2)
+        for key in (f"unit-stats:{unit.pk}", f"dashboard:trend:{unit.path}:{month:%Y-%m}")
+        if cache.get(key) is not None
+    ]
+    assert count == 166 and len(kept) == 2 * 165

@@ -89,6 +89,7 @@ def test_without_outside_channels_nothing_waits_in_the_outbox(settings, departme
 def test_every_task_acknowledges_late_and_retries_database_errors():
     from config.celery import app
 
+    app.loader.import_default_modules()  # every app's tasks module, as a worker loads them at start
     ours = {
         name: t for name, t in app.tasks.items() if name.split(".")[0] in {"governance", "grids", "points", "mailbox"}
     }
