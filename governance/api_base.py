@@ -174,6 +174,18 @@ class FilterSet(django_filters.FilterSet):
             }
         super().__init__(data, *args, **kwargs)
 
+    def is_valid(self):
+        """A yes-or-no filter given anything but true, false, 1 or 0 is an error, not a filter left out (which
+        would answer every row, as if `?overdue=ture` had not been asked)."""
+        valid = super().is_valid()
+        for name, f in self.filters.items():
+            raw = self.form.data.get(name)
+            if isinstance(f, django_filters.BooleanFilter) and raw not in (None, "") and name not in self.form.errors:
+                if str(raw).lower() not in ("true", "false", "1", "0"):
+                    self.form.add_error(name, _("只能填 true 或 false。"))
+            valid = valid and name not in self.form.errors
+        return valid
+
 
 def light_rows(rows, columns) -> list:
     """`values_list(*columns)` rows as plain objects named like the model's attributes: `number` is

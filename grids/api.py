@@ -408,6 +408,7 @@ class CaseFilter(FilterSet):
     created_after = django_filters.DateFilter(method="filter_created_after", label=gettext_lazy("上报日期起"))
     created_before = django_filters.DateFilter(method="filter_created_before", label=gettext_lazy("上报日期止"))
     mine = django_filters.BooleanFilter(method="filter_mine", label=gettext_lazy("我上报的或我方承办的"))
+    open = django_filters.BooleanFilter(method="filter_open", label=gettext_lazy("未办结（还没有处置完毕的）"))
     q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("编号或标题"))
 
     class Meta:
@@ -419,6 +420,9 @@ class CaseFilter(FilterSet):
 
     def filter_department(self, qs, name, value):
         return qs.filter(Exists(CaseDispatch.objects.filter(case=OuterRef("pk"), department_id=value)))
+
+    def filter_open(self, qs, name, value):
+        return qs.filter(state__in=OPEN_STATES) if value else qs.exclude(state__in=OPEN_STATES)
 
     def filter_overdue(self, qs, name, value):
         now = timezone.now()

@@ -92,6 +92,8 @@ def case_list(request):
         cases = cases.filter(_overdue_q(now))
     if data.get("mine"):
         cases = cases.filter(_mine_q(user))
+    if data.get("open"):
+        cases = cases.filter(state__in=OPEN_STATES)
     sort = request.GET.get("sort") if request.GET.get("sort") in CASE_SORTS else "new"
     cases = cases.select_related("category__parent", "grid", "holder_unit", "holder_department").order_by(
         *CASE_SORTS[sort]
@@ -106,7 +108,7 @@ def case_list(request):
     params.pop("page", None)
     sort_params = params.copy()
     sort_params.pop("sort", None)
-    filtered = any(data.get(name) for name in ("q", "state", "category", "unit", "overdue", "mine"))
+    filtered = any(data.get(name) for name in ("q", "state", "category", "unit", "overdue", "mine", "open"))
     return render(
         request,
         "grids/case_list.html",

@@ -362,6 +362,7 @@ class LetterFilter(FilterSet):
     category = django_filters.ModelChoiceFilter(queryset=LetterCategory.objects.all())
     unit = UnitSubtreeFilter(lookup="unit__path")
     overdue = django_filters.BooleanFilter(method="filter_overdue")
+    open = django_filters.BooleanFilter(method="filter_open", label=gettext_lazy("未办结（受理、承办或审核中）"))
     published = django_filters.BooleanFilter()
     created_after = django_filters.DateFilter(method="filter_created_after")
     created_before = django_filters.DateFilter(method="filter_created_before")
@@ -374,6 +375,9 @@ class LetterFilter(FilterSet):
     def filter_overdue(self, qs, name, value):
         q = overdue_q(timezone.now())
         return qs.filter(q) if value else qs.exclude(q)
+
+    def filter_open(self, qs, name, value):
+        return qs.filter(state__in=OPEN_STATES) if value else qs.exclude(state__in=OPEN_STATES)
 
     def _day_start(self, day):
         return timezone.make_aware(dt.datetime.combine(day, dt.time.min))

@@ -111,6 +111,9 @@ class LetterFilterForm(forms.Form):
     category = forms.TypedChoiceField(label=_("分类"), required=False, coerce=int, empty_value=None)
     overdue = forms.BooleanField(label=_("只看超期"), required=False)
     mine = forms.BooleanField(label=_("待我处理"), required=False)
+    open = forms.BooleanField(
+        label=_("只看未办结"), required=False, help_text=_("还在受理、承办或审核中的，不含待评价的")
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

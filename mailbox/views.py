@@ -106,6 +106,8 @@ def letter_list(request):
         letters = letters.filter(overdue_q(now))
     if data.get("mine"):
         letters = letters.filter(_mine_q(user))
+    if data.get("open"):
+        letters = letters.filter(state__in=OPEN_STATES)
     sort = request.GET.get("sort") if request.GET.get("sort") in LETTER_SORTS else "new"
     letters = letters.select_related("unit", "category", "writer").order_by(*LETTER_SORTS[sort])
     if exports.wants_export(request) and scope_of(user).is_staff_member:
@@ -130,7 +132,7 @@ def letter_list(request):
             "sort": sort,
             "sort_querystring": sort_params.urlencode(),
             "bulk": any(letter.bulk_accept for letter in page.object_list),
-            "filtered": any(data.get(n) for n in ("q", "state", "channel", "category", "overdue", "mine")),
+            "filtered": any(data.get(n) for n in ("q", "state", "channel", "category", "overdue", "mine", "open")),
         },
     )
 

@@ -463,3 +463,13 @@ def test_an_extension_to_a_date_runs_to_the_close_of_that_day(api, make_case, de
     day = (timezone.localtime(case.handle_deadline) + dt.timedelta(days=7)).date()
     body = post(api(department_staff), case, "request-extension", {"until": day.isoformat(), "note": "等配件"}).json()
     assert body["extension_requested_until"] == f"{day.isoformat()}T18:00:00+08:00"
+
+
+def test_the_open_filter_keeps_the_cases_not_yet_handled(api, make_case, street_staff):
+    cases = {state: make_case(state) for state in ("reported", "in_progress", "handled", "closed")}
+    client = api(street_staff)
+    assert numbers(client.get(URL, {"open": "true"})) == {cases["reported"].number, cases["in_progress"].number}
+    assert numbers(client.get(URL, {"open": "false"})) == {cases["handled"].number, cases["closed"].number}
+    refused = client.get(URL, {"open": "perhaps"})
+    assert refused.status_code == 400 and refused.json()["detail"].endswith("只能填 true 或 false。")
+    assert client.get(URL, {"overdue": "ture"}).status_code == 400  # not every case, as if it were not asked

@@ -703,3 +703,13 @@ def test_the_case_list_sorts_by_deadline(make_case, community_staff):
     make_case(title="刚上报的")
     html = login(community_staff).get("/cases/", {"sort": "deadline"}).content.decode()
     assert html.index("办理中的") < html.index("刚上报的")
+
+
+def test_list_shows_only_the_unfinished_cases_when_asked(street_staff, spread, make_case):
+    closed = make_case("closed", title="已办结的")
+    client = login(street_staff)
+    html = client.get("/cases/").content.decode()
+    assert closed.number in html and "只看未办结" in html
+    html = client.get("/cases/", {"open": "on"}).content.decode()
+    assert numbers_in(html) == {c.number for c in spread.values()}
+    assert "清除全部筛选" in html

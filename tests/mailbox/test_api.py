@@ -293,3 +293,17 @@ def test_the_office_calling_a_writer_back_sees_the_whole_number_and_it_is_logged
         [letter.writer_id],
         ["phone"],
     )
+
+
+def test_the_open_filter_keeps_the_letters_still_in_the_offices_hands(api, make_letter, secretary, settings):
+    settings.MAILBOX_DAILY_LIMIT = 100
+    letters = {state: make_letter(state, subject=state) for state in ("submitted", "assigned", "replied", "closed")}
+    letters["rejected"] = make_letter("rejected", subject="rejected")
+    client = api(secretary)
+
+    def subjects(**params):
+        return {row["subject"] for row in client.get(URL, params).json()["results"]}
+
+    assert subjects(open="true") == {"submitted", "assigned"}
+    assert subjects(open="false") == {"replied", "closed", "rejected"}
+    assert client.get(URL, {"open": "perhaps"}).status_code == 400

@@ -1,6 +1,8 @@
 """The mailbox pages: writing on a phone, the inbox and "my letters", the letter with its steps and the rating
 widget, the statistics, and the public pages without login — scope (404), roles (403) and query counts."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -309,3 +311,15 @@ def test_the_inbox_sorts_by_deadline(browser, make_letter, secretary, settings):
     html = browser(secretary).get("/mailbox/", {"sort": "deadline"}).content.decode()
     assert 'aria-sort="ascending"' in html and html.index("早") < html.index("新")
     assert browser(secretary).get("/mailbox/", {"sort": "'; drop"}).status_code == 200
+
+
+def test_the_inbox_shows_only_the_letters_still_in_hand_when_asked(browser, make_letter, secretary, settings):
+    settings.MAILBOX_DAILY_LIMIT = 100
+    waiting = make_letter(subject="还没受理")
+    answered = make_letter("replied", subject="已答复待评价")
+    done = make_letter("closed", subject="已办结")
+    html = browser(secretary).get("/mailbox/").content.decode()
+    assert {waiting.number, answered.number, done.number} <= set(re.findall(r"XJ-\d{4}-\d{6}", html))
+    html = browser(secretary).get("/mailbox/", {"open": "on"}).content.decode()
+    assert set(re.findall(r"XJ-\d{4}-\d{6}", html)) == {waiting.number}
+    assert "只看未办结" in html and "清除全部筛选" in html
