@@ -12,6 +12,8 @@ needs, and measures with wrk (`--latency`), one after another in the same run:
 1. the ceiling: a plain Django view (`/bench/plain`, served only when DJANGO_BENCH_PLAIN_VIEW=1) at 32
    connections; the issue's reference, a straightforward DRF list of 20 rows (`/bench/drf-list`, the same
    switch: a model serializer of every field of the case categories, page-number pagination, anonymous);
+   the floor of a fresh list behind a login (`/bench/floor`, the same switch: the API's token query and the SQL
+   of the street's page of cases as the API runs it, written with json.dumps, no DRF and no ORM per request);
    and the simplest list behind a login (the case categories: no pagination, 33 rows);
 2. each main list endpoint at 32 connections, as the persona that uses it: the cases of a street (street
    staff), the letters of a community (its secretary), the residents of a grid (its grid worker), a
@@ -235,6 +237,9 @@ def main():
             "plain Django view (ceiling)": ("/bench/plain", ""),
             # The yardstick: a straightforward DRF list of 20 rows, anonymous, no scope, no filters.
             "straightforward DRF list, 20 rows (reference)": ("/bench/drf-list", ""),
+            # The floor of a fresh list behind a login: the token query and the SQL of the street's page of cases,
+            # written with json.dumps, no framework (`/bench/floor`, served with the same switch).
+            "the floor: cases of a street as SQL and json.dumps (street staff)": ("/bench/floor", data["street_token"]),
             # The simplest list behind a login: the token, the caller's positions, one query of 33 rows.
             "case categories (street staff)": ("/api/v1/case-categories/", data["street_token"]),
             "cases of a street (street staff)": (f"/api/v1/cases/?unit={data['street']}", data["street_token"]),

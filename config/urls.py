@@ -57,8 +57,40 @@ if settings.BENCH_PLAIN_VIEW:
         permission_classes = [permissions.AllowAny]
         filter_backends = []
 
+    import json
+
+    from django.db import connection
+
+    from governance.authentication import token_rows
+    from governance.models import User
+    from grids.api import LIST_COLUMNS
+    from grids.models import Case
+    from grids.selectors import cases_visible_to
+
+    _floor_sql = {}
+
+    def floor(request):
+        """The floor of a fresh list behind a login: the API's token-and-scope query, then the SQL the API runs
+        for the caller's newest page of cases (built once per caller), its rows written by json.dumps. No DRF,
+        no ORM per request, no count, no labels: what a list costs on this machine before any framework."""
+        found = token_rows(request.headers.get("Authorization", "").removeprefix("Token "))[1]
+        if not found:
+            return HttpResponse(status=401)
+        user_id = found[0][1]  # the token's key, user_id, created
+        if user_id not in _floor_sql:
+            order = ("-created_at", "-id")
+            ids = cases_visible_to(User.objects.get(pk=user_id)).order_by(*order).values("pk")[:21]
+            page = Case._base_manager.filter(pk__in=ids).order_by(*order).values_list(*LIST_COLUMNS)
+            _floor_sql[user_id] = page.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(*_floor_sql[user_id])
+            rows = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+        body = json.dumps({"results": rows[:20], "next": len(rows) > 20}, default=str, ensure_ascii=False)
+        return HttpResponse(body, content_type="application/json")
+
     urlpatterns.insert(0, path("bench/plain", plain))
     urlpatterns.insert(0, path("bench/drf-list", StraightforwardList.as_view()))
+    urlpatterns.insert(0, path("bench/floor", floor))
 
 # Errors under /api/ answer JSON like every other API error; pages answer a page in the app's look.
 handler400 = "governance.views.bad_request"

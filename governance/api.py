@@ -1,6 +1,7 @@
 """REST API of the hierarchy: auth, me, units, party organisations, households, residents, departments."""
 
 import django_filters
+import django_filters.rest_framework
 from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -547,7 +548,7 @@ class ResidentFilter(FilterSet):
     unit = UnitSubtreeFilter(lookup="household__building__path")
     tag = django_filters.CharFilter(field_name="tags__code", label=gettext_lazy("标签编码"))
     q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("姓名或房号"))
-    archived = django_filters.BooleanFilter(method="filter_archived", label=gettext_lazy("已迁出"))
+    archived = django_filters.rest_framework.BooleanFilter(method="filter_archived", label=gettext_lazy("已迁出"))
     household = django_filters.NumberFilter(field_name="household_id")
 
     class Meta:
@@ -696,7 +697,9 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class NotificationFilter(FilterSet):
-    unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", label=gettext_lazy("未读"))
+    unread = django_filters.rest_framework.BooleanFilter(
+        field_name="read_at", lookup_expr="isnull", label=gettext_lazy("未读")
+    )
 
     class Meta:
         model = Notification

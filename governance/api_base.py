@@ -6,6 +6,7 @@ import hashlib
 from types import SimpleNamespace
 
 import django_filters
+import django_filters.rest_framework
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
@@ -155,8 +156,10 @@ def iso_datetime(value):
     return None if value is None else _DATETIME.to_representation(value)
 
 
-class FilterSet(django_filters.FilterSet):
-    """django-filter's FilterSet, building only the filters that the request's query names.
+class FilterSet(django_filters.rest_framework.FilterSet):
+    """django-filter's FilterSet for DRF, building only the filters that the request's query names, and refusing a
+    yes-or-no filter given anything but true, false, 1 or 0 (any case): every API filter set is one, those
+    generated from a view's `filterset_fields` too (`FilterBackend`).
 
     django-filter copies every filter of the set and builds a form field for each on every request, though a
     filter that is not named does nothing (its value is empty); for a list with nine filters and one named
@@ -175,16 +178,24 @@ class FilterSet(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     def is_valid(self):
-        """A yes-or-no filter given anything but true, false, 1 or 0 is an error, not a filter left out (which
-        would answer every row, as if `?overdue=ture` had not been asked)."""
+        """A yes-or-no filter given anything else is an error, not a filter left out (which would answer every
+        row, as if `?overdue=ture` had not been asked). DRF's boolean widget reads the four words."""
         valid = super().is_valid()
         for name, f in self.filters.items():
             raw = self.form.data.get(name)
             if isinstance(f, django_filters.BooleanFilter) and raw not in (None, "") and name not in self.form.errors:
+                if not isinstance(f.field.widget, django_filters.widgets.BooleanWidget):  # pragma: no cover
+                    raise TypeError(f"{type(self).__name__}.{name}: use django_filters.rest_framework.BooleanFilter")
                 if str(raw).lower() not in ("true", "false", "1", "0"):
                     self.form.add_error(name, _("只能填 true 或 false。"))
             valid = valid and name not in self.form.errors
         return valid
+
+
+class FilterBackend(django_filters.rest_framework.DjangoFilterBackend):
+    """django-filter's backend, with the filter sets it makes of `filterset_fields` built on `FilterSet`."""
+
+    filterset_base = FilterSet
 
 
 def light_rows(rows, columns) -> list:

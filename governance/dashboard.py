@@ -123,7 +123,7 @@ def refresh_history(*, now=None) -> int:
     """Compute the cached history figures of the city, every street and every community afresh (the beat does it
     every ten minutes, so that with a shared cache no leader waits for them). Returns how many units.
 
-    In seven grouped queries whatever the number of units: the year's cases by community and month, and the
+    In eight queries whatever the number of units: the year's cases by community and month, and the
     population by community (the grid workers by street as well, since one person can work in two of its
     communities), summed up to the streets and the city. The figures are the same as `case_trend` and
     `unit_stats` give one unit at a time (the tests compare them)."""

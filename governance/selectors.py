@@ -272,11 +272,13 @@ UNIT_STATS = ("communities", "grids", "buildings", "households", "residents", "p
 
 
 def units_stats(units) -> dict:
-    """`unit_stats` of each of `units` (streets and communities), {pk: figures}, in seven grouped queries
+    """`unit_stats` of each of `units` (streets and communities), {pk: figures}, in six grouped queries
     whatever their number: the counts grouped by community and summed up to the streets, and the grid workers
     counted by street and by community apart, since one person may work in two communities of a street."""
     from django.db.models.functions import Substr
 
+    if any(len(unit.path) > 2 * STEP for unit in units):
+        raise ValueError("units_stats counts streets and communities")
     figures = {unit.path: dict.fromkeys(UNIT_STATS, 0) for unit in units}
 
     def grouped(queryset, path_field, length=2 * STEP, *also, n=None):

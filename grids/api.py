@@ -6,6 +6,7 @@ wrong role, 409 for the wrong state, 400 for bad input).
 """
 
 import django_filters
+import django_filters.rest_framework
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
@@ -404,11 +405,13 @@ class CaseFilter(FilterSet):
     category = django_filters.NumberFilter(method="filter_category", label=gettext_lazy("分类（含下级）"))
     unit = GridSubtreeFilter(lookup="grid__path")
     department = django_filters.NumberFilter(method="filter_department", label=gettext_lazy("派往的部门"))
-    overdue = django_filters.BooleanFilter(method="filter_overdue", label=gettext_lazy("当前超期"))
+    overdue = django_filters.rest_framework.BooleanFilter(method="filter_overdue", label=gettext_lazy("当前超期"))
     created_after = django_filters.DateFilter(method="filter_created_after", label=gettext_lazy("上报日期起"))
     created_before = django_filters.DateFilter(method="filter_created_before", label=gettext_lazy("上报日期止"))
-    mine = django_filters.BooleanFilter(method="filter_mine", label=gettext_lazy("我上报的或我方承办的"))
-    open = django_filters.BooleanFilter(method="filter_open", label=gettext_lazy("未办结（还没有处置完毕的）"))
+    mine = django_filters.rest_framework.BooleanFilter(method="filter_mine", label=gettext_lazy("我上报的或我方承办的"))
+    open = django_filters.rest_framework.BooleanFilter(
+        method="filter_open", label=gettext_lazy("未办结（不含待核查、待评价的）")
+    )
     q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("编号或标题"))
 
     class Meta:

@@ -239,9 +239,7 @@ class CaseFilterForm(forms.Form):
     unit = forms.TypedChoiceField(label=_("区域"), required=False, coerce=int, empty_value=None)
     overdue = forms.BooleanField(label=_("只看超期"), required=False)
     mine = forms.BooleanField(label=_("与我有关"), required=False, help_text=_("我上报的，或由我方承办的"))
-    open = forms.BooleanField(
-        label=_("只看未办结"), required=False, help_text=_("还没有处置完毕的，不含待核实、待评价的")
-    )
+    open = forms.BooleanField(label=_("只看未办结"), required=False, help_text=_("还没有办结的，不含待核查、待评价的"))
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

@@ -9,6 +9,7 @@ wrong role, 409 for the wrong state, 400 for bad input, 429 for too many letters
 import datetime as dt
 
 import django_filters
+import django_filters.rest_framework
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
@@ -361,9 +362,11 @@ class LetterFilter(FilterSet):
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     category = django_filters.ModelChoiceFilter(queryset=LetterCategory.objects.all())
     unit = UnitSubtreeFilter(lookup="unit__path")
-    overdue = django_filters.BooleanFilter(method="filter_overdue")
-    open = django_filters.BooleanFilter(method="filter_open", label=gettext_lazy("未办结（受理、承办或审核中）"))
-    published = django_filters.BooleanFilter()
+    overdue = django_filters.rest_framework.BooleanFilter(method="filter_overdue")
+    open = django_filters.rest_framework.BooleanFilter(
+        method="filter_open", label=gettext_lazy("未办结（受理、承办或审核中）")
+    )
+    published = django_filters.rest_framework.BooleanFilter()
     created_after = django_filters.DateFilter(method="filter_created_after")
     created_before = django_filters.DateFilter(method="filter_created_before")
     q = django_filters.CharFilter(method="filter_q", help_text=gettext_lazy("编号或标题中的文字"))

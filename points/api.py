@@ -9,6 +9,7 @@ cap that does not allow it, 400 for bad input (with the field).
 import datetime as dt
 
 import django_filters
+import django_filters.rest_framework
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
@@ -524,7 +525,7 @@ class RestockSerializer(serializers.Serializer):
 class RewardFilter(FilterSet):
     unit = UnitSubtreeFilter(lookup="community__path")
     scheme = SchemeFilter()
-    active = django_filters.BooleanFilter()
+    active = django_filters.rest_framework.BooleanFilter()
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label=gettext_lazy("名称"))
 
     class Meta:

@@ -207,7 +207,7 @@ def test_the_beat_counts_every_unit_in_a_fixed_number_of_queries_and_as_one_unit
     ResidentFactory(household=household, name="已迁出", moved_out_on=dt.date(2026, 1, 5))
     month = dashboard.timezone.localdate().replace(day=1)
     cache.clear()
-    with django_assert_max_num_queries(9):  # the units, one query of the cases, seven of the population
+    with django_assert_max_num_queries(8):  # the units, one query of the cases, six of the population
         dashboard.refresh_history()
     units = [city.s1, city.s2, city.c1, city.c2, city.c3]
     with django_assert_max_num_queries(0):

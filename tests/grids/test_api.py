@@ -470,6 +470,15 @@ def test_the_open_filter_keeps_the_cases_not_yet_handled(api, make_case, street_
     client = api(street_staff)
     assert numbers(client.get(URL, {"open": "true"})) == {cases["reported"].number, cases["in_progress"].number}
     assert numbers(client.get(URL, {"open": "false"})) == {cases["handled"].number, cases["closed"].number}
+    assert (
+        numbers(client.get(URL, {"open": "1"}))
+        == numbers(client.get(URL, {"open": "TRUE"}))
+        == {
+            cases["reported"].number,
+            cases["in_progress"].number,
+        }
+    )
+    assert numbers(client.get(URL, {"open": "0"})) == {cases["handled"].number, cases["closed"].number}
     refused = client.get(URL, {"open": "perhaps"})
     assert refused.status_code == 400 and refused.json()["detail"].endswith("只能填 true 或 false。")
     assert client.get(URL, {"overdue": "ture"}).status_code == 400  # not every case, as if it were not asked
