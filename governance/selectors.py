@@ -42,6 +42,8 @@ class Scope:
     resident_ids: tuple = ()
     resident_building_paths: tuple = ()
     household_ids: tuple = ()
+    # the units the positions are held at, id -> path: always visible to their holder
+    own_units: dict = field(default_factory=dict)
 
     def paths(self, *roles):
         """Subtree root paths of the given unit-bound roles (all unit-bound roles when none are named)."""
@@ -67,6 +69,7 @@ SCOPE_COLUMNS = (
     "resident__moved_out_on",
     "resident__household_id",
     "resident__household__building__path",
+    "unit_id",
 )
 
 
@@ -86,15 +89,16 @@ def scope_of(user) -> Scope:
 def remember_scope(user, positions) -> Scope:
     """The scope of `user` from their positions' `SCOPE_COLUMNS` rows, kept on the user for the request."""
     unit_paths: dict = {}
-    departments, residents, building_paths, households, roles = [], [], [], [], set()
+    departments, residents, building_paths, households, roles, own_units = [], [], [], [], set(), {}
     is_admin = user.is_superuser
-    for role, unit_path, department_id, resident_id, moved_out_on, household_id, building_path in positions:
+    for role, unit_path, department_id, resident_id, moved_out_on, household_id, building_path, unit_id in positions:
         roles.add(role)
         if role == Role.ADMINISTRATOR:
             is_admin = True
         elif unit_path is not None:
             unit_paths.setdefault(role, ())
             unit_paths[role] += (unit_path,)
+            own_units[unit_id] = unit_path
         elif department_id:
             departments.append(department_id)
         elif resident_id and moved_out_on is None:
@@ -109,6 +113,7 @@ def remember_scope(user, positions) -> Scope:
         resident_ids=tuple(residents),
         resident_building_paths=tuple(building_paths),
         household_ids=tuple(households),
+        own_units=own_units,
     )
     user._governance_scope = scope
     return scope

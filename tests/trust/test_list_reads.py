@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from governance import services
-from governance.models import Resident, Role, User
+from governance.models import Position, Resident, Role, User
 from grids.api import CaseListSerializer
 from grids.models import Case
 from mailbox import services as mailbox_services
@@ -263,3 +263,39 @@ def test_a_unit_filter_naming_the_whole_scope_is_left_to_the_scope(city, make_ca
     assert ids("", both) == mine | {elsewhere.pk}
     assert ids(f"?unit={city.s1.pk}", both) == mine
     assert ids(f"?unit={city.s2.pk}", both) == {elsewhere.pk}  # out of the street, but dispatched to their department
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cases/", "/api/v1/letters/", "/api/v1/residents/", "/api/v1/points/boards/"])
+def test_naming_the_unit_of_ones_own_position_costs_no_query_and_answers_the_same(
+    path, city, community_staff, api, django_assert_num_queries
+):
+    """The lists' most frequent filter: the staff's own community. Its unit is known from the scope; another
+    unit of the subtree is looked up (and one outside it is still a 400, and a unit id that is not a number)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api(User.objects.get(pk=community_staff.pk))
+    with CaptureQueriesContext(connection) as own:
+        assert client.get(path, {"unit": city.c1.pk}).status_code == 200
+    with CaptureQueriesContext(connection) as below:
+        assert client.get(path, {"unit": city.g1.pk}).status_code == 200
+
+    def unit_lookups(queries):
+        return [q["sql"] for q in queries if q["sql"].startswith('SELECT "governance_unit"."id"')]
+
+    assert len(unit_lookups(below)) == 1 and not unit_lookups(own), unit_lookups(own)
+    for outside in (city.c2.pk, city.s2.pk, "1.0", "c1"):
+        assert client.get(path, {"unit": outside}).status_code == 400, outside
+
+
+def test_the_own_unit_of_the_scope_filters_as_the_unit_looked_up_does(city, make_case, grid_worker, api):
+    from governance.selectors import scope_of
+
+    mine = make_case()
+    worker = User.objects.get(pk=grid_worker.pk)
+    assert scope_of(worker).own_units == {city.g1.pk: city.g1.path}
+    rows = api(worker).get("/api/v1/cases/", {"unit": city.g1.pk}).json()["results"]
+    assert [r["id"] for r in rows] == [mine.pk]
+    assert api(worker).get("/api/v1/cases/", {"unit": city.b1.pk}).json()["count"] == 0  # a building: its own cases
+    Position.objects.filter(user=worker).delete()  # taken away (the admin): counts from the next request
+    assert api(User.objects.get(pk=grid_worker.pk)).get("/api/v1/cases/", {"unit": city.g1.pk}).status_code == 400
