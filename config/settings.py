@@ -138,6 +138,8 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------------------
 # Persistent connections matter: a DRF list page is ~5x faster with them (see docs/PERFORMANCE.md).
 CONN_MAX_AGE = env_int("DJANGO_CONN_MAX_AGE", 600)
+# On PostgreSQL, a SELECT a connection runs a second time is prepared, and planned no more (governance.prepared).
+PREPARED_SELECTS = env_bool("DJANGO_PREPARED_SELECTS", True)
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
