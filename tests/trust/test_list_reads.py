@@ -299,3 +299,22 @@ def test_the_own_unit_of_the_scope_filters_as_the_unit_looked_up_does(city, make
     assert api(worker).get("/api/v1/cases/", {"unit": city.b1.pk}).json()["count"] == 0  # a building: its own cases
     Position.objects.filter(user=worker).delete()  # taken away (the admin): counts from the next request
     assert api(User.objects.get(pk=grid_worker.pk)).get("/api/v1/cases/", {"unit": city.g1.pk}).status_code == 400
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "UTC"])
+def test_datetimes_are_written_as_drf_writes_them(zone):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from governance.api_base import iso_datetime
+
+    values = [
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 6, 30, 23, 59, 59, 999999, tzinfo=ZoneInfo("Asia/Shanghai")),
+        dt.datetime(2026, 3, 1, 8, 0),  # naive: DRF's own path
+    ]
+    with timezone.override(ZoneInfo(zone)):
+        for value in values:
+            assert iso_datetime(value) == serializers.DateTimeField().to_representation(value)
+    with timezone.override(ZoneInfo("UTC")):
+        assert iso_datetime(values[0]) == "2026-01-01T00:00:00Z"
