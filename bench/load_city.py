@@ -22,6 +22,11 @@ needs, and measures with wrk (`--latency`), one after another in the same run:
    opening and commenting on one (10%), residents reading their board (20%) and the public mailbox (25%),
    residents reading their own letters (10%); each connection plays one persona of its own.
 
+Beside wrk's requests per second and latencies, each figure has the CPU time one request cost gunicorn's
+processes and PostgreSQL's (from /proc: every PostgreSQL process of this machine, so the database must be here
+and nothing else using it meanwhile): on machines whose speed moves by a third from one hour to the next, that is
+the steadier measure of a change.
+
 Every figure is printed; the run fails (exit 1) if any request errs (socket errors or non-2xx answers).
 """
 
@@ -172,15 +177,48 @@ def wait_for_server():
     raise RuntimeError("gunicorn did not start")
 
 
-def wrk(script: str, connections: int, seconds: int, path="/") -> dict:
+def cpu_ticks(pids) -> int:
+    """User and system CPU time of the processes, in clock ticks (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a PostgreSQL backend that ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def postgres_pids() -> list:
+    """PostgreSQL's processes on this machine (the server is local here, as the benchmark assumes)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def wrk(script: str, connections: int, seconds: int, path="/", server=None) -> dict:
+    """wrk's figures; with `server` (the gunicorn process), also the CPU time each request cost gunicorn's
+    processes and PostgreSQL's, which these noisy machines move far less than the requests per second."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
+    app = (
+        [server.pid, *map(int, Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split())]
+        if server
+        else []
+    )
+    before = cpu_ticks(app), cpu_ticks(postgres_pids())
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", f.name, BASE + path],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    after = cpu_ticks(app), cpu_ticks(postgres_pids())
     os.unlink(f.name)
 
     def ms(label):
@@ -193,12 +231,16 @@ def wrk(script: str, connections: int, seconds: int, path="/") -> dict:
     errors += int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors += sum(int(x) for x in m.groups()) if m else 0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / max(requests, 1)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "requests": requests,
         "p50": ms("50"),
         "p99": ms("99"),
         "errors": errors,
+        "app_cpu": (after[0] - before[0]) * tick_ms,
+        "pg_cpu": (after[1] - before[1]) * tick_ms,
     }
 
 
@@ -259,21 +301,25 @@ def main():
         }
         for name, (path, tok) in lists.items():
             wrk(SINGLE % {"token": tok, "path": path}, 32, 3)  # warm up every worker's connection and caches
-            results[name] = wrk(SINGLE % {"token": tok, "path": path}, 32, LIST_SECONDS)
+            results[name] = wrk(SINGLE % {"token": tok, "path": path}, 32, LIST_SECONDS, server=server)
             print(f"{name:48} {results[name]}", flush=True)
         mix = MIX % {"data": lua_table(data)}
-        results["mix, 50 connections"] = wrk(mix, 50, MIX_SECONDS)
+        results["mix, 50 connections"] = wrk(mix, 50, MIX_SECONDS, server=server)
         print(f"{'mix, 50 connections':48} {results['mix, 50 connections']}", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     ceiling = results["plain Django view (ceiling)"]["rps"]
     print()
-    print(f"| measured with {WORKERS} gunicorn workers | req/s | × ceiling | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| measured with {WORKERS} gunicorn workers | req/s | × ceiling | p50 ms | p99 ms | errors "
+        "| CPU ms/request: gunicorn | PostgreSQL |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         print(
-            f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} |"
+            f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} "
+            f"| {r['app_cpu']:.2f} | {r['pg_cpu']:.2f} |"
         )
     if any(r["errors"] for r in results.values()):
         sys.exit("some requests failed")
