@@ -15,15 +15,23 @@ the connection runs a second time and runs it with EXECUTE from then on.
   page statement holds about 230 KB of the PostgreSQL backend's memory, so a connection keeps at most about
   23 MB of them.
 - Prepared statements belong to the session and survive a rolled-back transaction; a new connection starts
-  with none. Each statement has a name of its own, so one whose PREPARE failed (the query's own error) is
-  never confused with another.
-- Left alone: queries with more than `MAX_PARAMS` parameters, queries while Django logs them (DEBUG, or a test capturing queries: they show the SQL, not
-  `EXECUTE`), server-side cursors (`iterator()`), `executemany`, and anything that is not a plain SELECT.
+  with none. A statement is named by a hash of its text, so a name can only ever mean that text (a pooler in
+  transaction mode, which the README rules out, would give an error, never another query's rows). PREPARE is
+  a round trip of its own: a query that fails, fails with its own error, and leaves nothing behind that is
+  not counted.
+- A migration that changes a column under a statement ("cached plan must not change result type"): the
+  statement is let go; outside a transaction the query runs again as text at once, inside one it fails that
+  once.
+- Left alone: queries with more than `MAX_PARAMS` parameters or with a `;` or `--` in their text, queries while
+  Django logs them (DEBUG, or a test capturing queries: they show the SQL, not `EXECUTE`), server-side cursors
+  (`iterator()`), `executemany`, and anything that is not a plain SELECT.
 """
 
+import hashlib
 from collections import OrderedDict
 
 from django.conf import settings
+from django.db import DatabaseError
 
 MAX_STATEMENTS = 100
 MAX_SEEN = 5000
@@ -36,26 +44,28 @@ class PreparedSelects:
     def __init__(self):
         self.statements = OrderedDict()  # text -> statement name, least recently used first
         self.seen = set()  # hashes of texts run once
-        self.made = 0
+        self.stale = set()  # names still prepared on the server, no longer used (their table changed)
 
     def __call__(self, execute, sql, params, many, context):
+        connection = context["connection"]
         cursor = context["cursor"].cursor
         if (
             many
             or not sql.startswith("SELECT ")
             or (params is not None and len(params) > MAX_PARAMS)
-            or context["connection"].queries_logged
+            or connection.queries_logged
             or cursor.name
         ):
             return execute(sql, params, many, context)
         # What psycopg2 would send; it is sent as it is (psycopg2 writes no parameters into it a second time).
-        text = cursor.mogrify(sql, params).decode() if params is not None else sql
-        if ";" in text:  # PREPARE takes one statement (and a ';' in a value is not worth telling apart)
+        with connection.wrap_database_errors:
+            text = cursor.mogrify(sql, params).decode() if params is not None else sql
+        if ";" in text or "--" in text:  # PREPARE takes one statement; a ';' or '--' in a value is left alone too
             return execute(text, None, many, context)
         name = self.statements.get(text)
         if name is not None:
             self.statements.move_to_end(text)
-            return execute(f"EXECUTE {name}", None, many, context)
+            return self._execute(execute, text, name, many, context)
         key = hash(text)
         if key not in self.seen:
             if len(self.seen) >= MAX_SEEN:
@@ -63,15 +73,34 @@ class PreparedSelects:
             self.seen.add(key)
             return execute(text, None, many, context)
         self.seen.discard(key)
-        self.made += 1
-        name = f"dj_select_{self.made}"
-        steps = []
         if len(self.statements) >= MAX_STATEMENTS:
-            steps.append(f"DEALLOCATE {self.statements.popitem(last=False)[1]}")
-        # One round trip: the last statement's rows are the cursor's.
-        result = execute(";".join([*steps, f"PREPARE {name} AS {text}", f"EXECUTE {name}"]), None, many, context)
+            oldest_text, oldest = next(iter(self.statements.items()))
+            execute(f"DEALLOCATE {oldest}", None, False, context)
+            del self.statements[oldest_text]
+        # Named by the text: behind a pooler that mixed up sessions a name could only ever mean this same text.
+        name = "dj_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        if name in self.stale:
+            execute(f"DEALLOCATE {name}", None, False, context)
+            self.stale.discard(name)
+        execute(f"PREPARE {name} AS {text}", None, False, context)  # parsed only: the query's own errors come next
         self.statements[text] = name
-        return result
+        return self._execute(execute, text, name, many, context)
+
+    def _execute(self, execute, text, name, many, context):
+        try:
+            return execute(f"EXECUTE {name}", None, many, context)
+        except DatabaseError as error:
+            # "cached plan must not change result type": a migration changed a column under the statement. It is
+            # let go; outside a transaction the query runs again as text, inside one it fails this once.
+            if getattr(error.__cause__, "pgcode", None) != "0A000":
+                raise
+            del self.statements[text]
+            self.stale.add(name)
+            if not context["connection"].get_autocommit():
+                raise
+            execute(f"DEALLOCATE {name}", None, False, context)
+            self.stale.discard(name)
+            return execute(text, None, many, context)
 
 
 def install(sender, connection, **kwargs):

@@ -3,7 +3,7 @@ still answering what the database holds now."""
 
 import pytest
 from django.db import connection, transaction
-from django.db.utils import DataError
+from django.db.utils import DatabaseError, DataError
 from django.test.utils import CaptureQueriesContext
 
 from governance import prepared
@@ -13,22 +13,30 @@ from grids.models import Case
 pytestmark = pytest.mark.postgres
 
 
-def statements():
-    """The texts of the connection's own prepared SELECTs, as PostgreSQL lists them."""
+def statements(runs=False):
+    """The texts of the connection's own prepared SELECTs as PostgreSQL lists them (with how often each ran)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE %s", ["dj\\_select\\_%"])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements WHERE name LIKE %s",
+            ["dj\\_%"],
+        )
+        rows = cursor.fetchall()
+    return rows if runs else [text for text, _ in rows]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_list_read_again_is_prepared_and_still_shows_a_change_made_between_reads(make_case, street_staff, api):
     case = make_case("reported")
     client = api(street_staff)
+    connection.close()  # a new connection: no statement of an earlier test counts
     first = client.get("/api/v1/cases/").json()["results"]
+    assert statements() == []  # run once: not prepared
     assert client.get("/api/v1/cases/").json()["results"] == first
-    assert any('FROM "grids_case"' in text for text in statements())
     Case.objects.filter(pk=case.pk).update(title="楼道灯已修好")
     third = client.get("/api/v1/cases/").json()["results"]
     assert [row["title"] for row in third if row["id"] == case.pk] == ["楼道灯已修好"]
+    page = [runs for text, runs in statements(runs=True) if 'FROM "grids_case"' in text]
+    assert page and set(page) == {2}  # the page's queries: prepared on the second read, run again by the third
 
 
 @pytest.mark.django_db(transaction=True)
@@ -63,14 +71,43 @@ def test_a_statement_prepared_in_a_rolled_back_transaction_still_runs(city):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_query_that_fails_fails_with_its_own_error_every_time(city):
+def test_a_query_that_fails_fails_with_its_own_error_every_time_and_leaves_one_statement(city):
     connection.close()
     for _ in range(4):
         with pytest.raises(DataError, match="division by zero"), connection.cursor() as cursor:
             cursor.execute("SELECT 1 / %s", [0])
+    assert [text.split(" AS ", 1)[1] for text in statements()] == ["SELECT 1 / 0"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 / %s", [1])
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_column_changed_under_a_statement_is_let_go(city):
+    connection.close()
+
+    def titles():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT title FROM prepared_probe WHERE id = %s", [1])
+            return cursor.fetchall()
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE prepared_probe (id integer, title varchar(10))")
+        cursor.execute("INSERT INTO prepared_probe VALUES (1, '路灯')")
+    try:
+        assert titles() == titles() == [("路灯",)]  # prepared
+        with connection.cursor() as cursor:  # as a migration's AlterField(max_length=200) does
+            cursor.execute("ALTER TABLE prepared_probe ALTER COLUMN title TYPE varchar(200)")
+        assert titles() == [("路灯",)]  # outside a transaction: run again as text at once
+        assert titles() == titles() == [("路灯",)]  # and prepared anew
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE prepared_probe ALTER COLUMN title TYPE text")
+        with pytest.raises(DatabaseError, match="cached plan"), transaction.atomic():
+            titles()  # inside a transaction it fails this once
+        assert titles() == titles() == [("路灯",)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE prepared_probe")
 
 
 def test_logged_queries_show_their_sql_not_execute(city):
