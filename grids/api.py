@@ -414,6 +414,8 @@ class CaseFilter(FilterSet):
     )
     q = django_filters.CharFilter(method="filter_q", label=gettext_lazy("编号或标题"))
 
+    clock_filters = ("overdue",)  # their SQL holds the moment of the request (`governance.api_base.ListPlan`)
+
     class Meta:
         model = Case
         fields = []

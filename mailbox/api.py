@@ -371,6 +371,8 @@ class LetterFilter(FilterSet):
     created_before = django_filters.DateFilter(method="filter_created_before")
     q = django_filters.CharFilter(method="filter_q", help_text=gettext_lazy("编号或标题中的文字"))
 
+    clock_filters = ("overdue",)  # their SQL holds the moment of the request (`governance.api_base.ListPlan`)
+
     class Meta:
         model = Letter
         fields = []

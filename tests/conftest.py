@@ -42,9 +42,11 @@ def _empty_cache():
     from django.core.cache import cache
 
     from governance import catalogues
+    from governance.api_base import forget_list_plans
 
     cache.clear()
     catalogues._LOCAL.clear()
+    forget_list_plans()
 
 
 CATALOGUES = (  # the data migrations' rows: a transactional test's flush empties their tables for the next one

@@ -3,7 +3,9 @@
 - the list serializers write their rows directly: the same rows DRF's declared fields give;
 - the catalogues named from the cache: an edit shows at once;
 - the count: exact up to EXACT_COUNT, then the one counted a minute ago, and the next page is never lost;
-- the public letters served from the cache: a letter published, unpublished or made private shows at once.
+- the public letters served from the cache: a letter published, unpublished or made private shows at once;
+- the SQL of a case or letter list kept for the same request (`ListPlan`): the rows and the count are read anew,
+  a filter that reads the clock is never kept, another caller or scope has a plan of its own.
 """
 
 import pytest
@@ -299,6 +301,188 @@ def test_the_own_unit_of_the_scope_filters_as_the_unit_looked_up_does(city, make
     assert api(worker).get("/api/v1/cases/", {"unit": city.b1.pk}).json()["count"] == 0  # a building: its own cases
     Position.objects.filter(user=worker).delete()  # taken away (the admin): counts from the next request
     assert api(User.objects.get(pk=grid_worker.pk)).get("/api/v1/cases/", {"unit": city.g1.pk}).status_code == 400
+
+
+def built_lists(monkeypatch, viewset):
+    """How many times `viewset` builds its list's queryset (a kept plan builds none)."""
+    built = []
+    original = viewset.get_queryset
+
+    def counting(self):
+        built.append(self.action)
+        return original(self)
+
+    monkeypatch.setattr(viewset, "get_queryset", counting)
+    return built
+
+
+def test_a_kept_plan_reads_the_rows_and_the_count_anew(monkeypatch, make_case, street_staff, api):
+    from grids.api import CaseViewSet
+
+    built = built_lists(monkeypatch, CaseViewSet)
+    client = api(street_staff)
+    first = make_case()
+    body = client.get("/api/v1/cases/?state=reported").json()
+    assert body["count"] == 1 and [r["id"] for r in body["results"]] == [first.pk]
+    newest = make_case(title="井盖松动")
+    body = client.get("/api/v1/cases/?state=reported").json()
+    assert len(built) == 1, "the second request runs the kept SQL"
+    assert body["count"] == 2 and [r["id"] for r in body["results"]] == [newest.pk, first.pk]
+    assert body["results"][0]["title"] == "井盖松动"
+    Case.objects.filter(pk=first.pk).update(title="已改标题")  # a change outside the workflow shows too
+    assert client.get("/api/v1/cases/?state=reported").json()["results"][1]["title"] == "已改标题"
+    client.get("/api/v1/cases/?state=reported&page_size=1&page=2")  # another page of the same question
+    assert len(built) == 1
+    assert client.get("/api/v1/cases/?state=escalated").json()["count"] == 0  # another question
+    assert len(built) == 2
+
+
+def test_a_plan_is_kept_for_a_while_only(settings, monkeypatch, make_case, street_staff, api):
+    import time_machine
+
+    from grids.api import CaseViewSet
+
+    built = built_lists(monkeypatch, CaseViewSet)
+    client = api(street_staff)
+    with time_machine.travel("2026-06-01 10:00 +0800", tick=False) as traveller:
+        client.get("/api/v1/cases/")
+        traveller.shift(settings.LIST_PLAN_SECONDS - 1)
+        client.get("/api/v1/cases/")
+        assert len(built) == 1
+        traveller.shift(2)
+        client.get("/api/v1/cases/")
+        assert len(built) == 2
+    settings.LIST_PLAN_SECONDS = 0  # none kept
+    client.get("/api/v1/cases/")
+    client.get("/api/v1/cases/")
+    assert len(built) == 4
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cases/?overdue=true", "/api/v1/letters/?overdue=true"])
+def test_a_list_filtered_by_the_clock_is_never_kept(path, monkeypatch, make_case, make_letter, secretary, api):
+    """`overdue=` compares deadlines with now: a plan built before a deadline passed would never list the late."""
+    import time_machine
+
+    from grids.api import CaseViewSet
+    from mailbox.api import LetterViewSet
+
+    late = make_case("in_progress") if "cases" in path else make_letter("submitted")
+    deadline = late.handle_deadline if "cases" in path else late.accept_deadline
+    built = built_lists(monkeypatch, CaseViewSet if "cases" in path else LetterViewSet)
+    client = api(secretary)
+    with time_machine.travel(deadline - timezone.timedelta(seconds=10), tick=False) as traveller:
+        assert client.get(path).json()["count"] == 0
+        traveller.shift(20)  # well within the time a plan is kept
+        assert [r["id"] for r in client.get(path).json()["results"]] == [late.pk]
+    assert len(built) == 2
+
+
+def test_each_caller_and_scope_has_a_plan_of_its_own(city, make_case, grid_worker, grid_worker_2, api):
+    mine, theirs = make_case(), make_case(by=grid_worker_2, grid=city.g3)
+    assert [r["id"] for r in api(grid_worker).get("/api/v1/cases/").json()["results"]] == [mine.pk]
+    assert [r["id"] for r in api(grid_worker_2).get("/api/v1/cases/").json()["results"]] == [theirs.pk]
+    worker = User.objects.get(pk=grid_worker.pk)
+    assert api(worker).get("/api/v1/cases/", {"unit": city.g1.pk}).json()["count"] == 1
+    Position.objects.filter(user=worker).update(unit=city.g3)  # moved to the other grid (the admin)
+    moved = api(User.objects.get(pk=grid_worker.pk))
+    assert [r["id"] for r in moved.get("/api/v1/cases/").json()["results"]] == [theirs.pk]
+    assert moved.get("/api/v1/cases/", {"unit": city.g1.pk}).status_code == 400  # the old grid is no longer theirs
+
+
+def test_a_kept_plan_answers_what_a_fresh_one_does(settings, make_case, make_letter, street_staff, secretary, api):
+    """Every filter, page and size, answered by a plan built just now and by the same plan kept."""
+    from governance.api_base import forget_list_plans
+
+    for state in ("reported", "escalated", "in_progress", "closed"):
+        make_case(state)
+    for state in ("submitted", "assigned", "closed"):
+        make_letter(state, subject=f"来信（{state}）")
+    queries = [
+        (street_staff, "/api/v1/cases/?page_size=2&page=2"),
+        (street_staff, "/api/v1/cases/?state=reported&state=closed"),
+        (street_staff, "/api/v1/cases/?open=true&q=楼道"),
+        (street_staff, "/api/v1/cases/?mine=true"),
+        (street_staff, "/api/v1/cases/?category=1&department=1"),
+        (secretary, "/api/v1/letters/?open=false"),
+        (secretary, "/api/v1/letters/?page_size=1"),
+    ]
+    for user, path in queries:
+        forget_list_plans()
+        fresh = api(user).get(path)
+        kept = api(user).get(path)
+        assert fresh.status_code == kept.status_code == 200, path
+        assert fresh.json() == kept.json(), path
+
+
+def kept_plan_lists() -> list:
+    """(path, viewset) of every list whose SQL is kept (`LightListMixin`), from the URL conf."""
+    from django.urls import URLResolver, get_resolver
+
+    from governance.api_base import LightListMixin
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern.callback
+
+    found = []
+    for route, view in walk(get_resolver().url_patterns):
+        cls = getattr(view, "cls", None)
+        if cls and issubclass(cls, LightListMixin) and getattr(view, "actions", {}).get("get") == "list":
+            if route.endswith("/$") and "(?P<format>" not in route:
+                found.append(("/" + route.replace("^", "").replace("$", ""), cls))
+    return found
+
+
+def test_every_filter_whose_sql_reads_the_clock_is_declared(settings, city, street_staff, admin_user, api):
+    """Each filter of each list whose SQL is kept, run through the API at two moments a day apart: a filter whose
+    SQL moved must be among the filter set's `clock_filters` (its lists are then never kept), and a declared one
+    must move. A new filter that compares with now fails here until it is declared."""
+    import django_filters
+    import time_machine
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.LIST_PLAN_SECONDS = 0
+    lists = kept_plan_lists()
+    assert {cls.__name__ for _path, cls in lists} >= {"CaseViewSet", "LetterViewSet"}
+
+    def sample(f):
+        if isinstance(f, django_filters.BooleanFilter):
+            return "true"
+        if isinstance(f, django_filters.DateFilter):
+            return "2026-06-01"
+        if isinstance(f, django_filters.ModelChoiceFilter):
+            return str(city.s1.pk) if f.field_name == "unit" else "1"
+        if isinstance(f, (django_filters.ChoiceFilter, django_filters.MultipleChoiceFilter)):
+            return str(f.extra["choices"][0][0])
+        if isinstance(f, django_filters.NumberFilter):
+            return "1"
+        return "楼道"
+
+    def sql(path, query, table):
+        """The list's own queries (not those filling a cache that the day's travel emptied)."""
+        with CaptureQueriesContext(connection) as queries:
+            response = api(admin_user).get(path, query)
+        assert response.status_code in (200, 400), (path, query, response.content[:300])
+        return [q["sql"] for q in queries if f'"{table}"' in q["sql"]]
+
+    for path, cls in lists:
+        table = cls.filterset_class._meta.model._meta.db_table
+        declared = set(getattr(cls.filterset_class, "clock_filters", ()))
+        moved = set()
+        for name, f in cls.filterset_class.base_filters.items():
+            query = {name: sample(f)}
+            with time_machine.travel("2026-06-01 10:00 +0800", tick=False):
+                before = sql(path, query, table)
+            with time_machine.travel("2026-06-02 10:00 +0800", tick=False):
+                after = sql(path, query, table)
+            assert before, (path, query)
+            if before != after:
+                moved.add(name)
+        assert moved == declared, (path, moved, declared)
 
 
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "UTC"])
