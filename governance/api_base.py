@@ -261,13 +261,18 @@ class LightListMixin:
 
     list_columns: list = []
 
+    def complete_rows(self, rows: list) -> list:
+        """What the serializer reads beyond `list_columns` (related rows, say), set on the page's light rows."""
+        return rows
+
     def list(self, request, *args, **kwargs):
         if self.paginator is None:
             queryset = self.filter_queryset(self.get_queryset())
-            page = list(queryset.values_list(*self.list_columns))
-            return Response(self.get_serializer(light_rows(page, self.list_columns), many=True).data)
+            rows = self.complete_rows(light_rows(queryset.values_list(*self.list_columns), self.list_columns))
+            return Response(self.get_serializer(rows, many=True).data)
         page = self.paginate_queryset(self.list_plan(request))
-        return self.get_paginated_response(self.get_serializer(light_rows(page, self.list_columns), many=True).data)
+        rows = self.complete_rows(light_rows(page, self.list_columns))
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
 
     def list_plan(self, request) -> "ListPlan":
         """The SQL of this request's count and pages: kept from the same request made in the last
