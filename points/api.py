@@ -20,7 +20,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import DisplayField, FilterSet, ScopedMixin
+from governance.api_base import DisplayField, FilterSet, LightListMixin, ScopedMixin
 from governance.errors import InvalidInput, NotAllowed
 from governance.masking import mask_name
 from governance.models import Level, Resident, Unit
@@ -913,8 +913,8 @@ class BoardSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(BoardRowSerializer(many=True))
     def get_rows(self, board) -> list:
-        rows = self.context.get("rows", {})
-        return rows[board.pk] if board.pk in rows else tally.board_rows(board, self.context.get("limit", BOARD_ROWS))
+        rows = getattr(board, "top_rows", None)  # a list's page has them, read for all its boards at once
+        return rows if rows is not None else tally.board_rows(board, self.context.get("limit", BOARD_ROWS))
 
 
 def boards_rows(boards, limit: int) -> dict:
@@ -1002,7 +1002,26 @@ def _limit_param(request) -> int:
     return min(max(value or BOARD_ROWS, 1), MAX_BOARD_ROWS)
 
 
-class BoardViewSet(ScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+# The columns a page of boards is written from (`BoardSerializer`), read as values (`LightListMixin`).
+BOARD_LIST_COLUMNS = [
+    "id",
+    "month",
+    "unit_id",
+    "unit__name",
+    "unit__level",
+    "unit__path",
+    "scheme_id",
+    "scheme__id",
+    "scheme__code",
+    "scheme__name",
+    "published_at",
+    "notice_until",
+]
+
+
+class BoardViewSet(
+    ScopedMixin, LightListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """The public boards (张榜公示): per grid and community and month, the top residents with their names
     masked (张*明), the notice period during which residents of the place may object, and whether the board is
     final. `?month=YYYY-MM&unit=&scheme=`; `limit` rows per board (default 20, at most 100). `POST`: the
@@ -1010,6 +1029,7 @@ class BoardViewSet(ScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
 
     serializer_class = BoardSerializer
     filterset_class = BoardFilter
+    list_columns = BOARD_LIST_COLUMNS
 
     def get_queryset(self):
         return (
@@ -1031,14 +1051,19 @@ class BoardViewSet(ScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         if not _may_keep_any_shop(scope_of(user)):
             raise NotAllowed(gettext_lazy("只有社区工作人员可以公示积分榜。"))
 
+    def complete_rows(self, rows):
+        """The top rows of every board of the page, in one query."""
+        found = boards_rows(rows, _limit_param(self.request))
+        for board in rows:
+            board.top_rows = found[board.pk]
+        return rows
+
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description=gettext_lazy("每张榜的行数（默认 20，最多 100）"))]
     )
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        context = self.get_serializer_context()
-        context["rows"] = boards_rows(page, context["limit"])
-        return self.get_paginated_response(BoardSerializer(page, many=True, context=context).data)
+        _limit_param(request)  # a wrong `limit` is a 400 before anything is read
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(parameters=[OpenApiParameter("limit", int, description=gettext_lazy("行数（默认 20，最多 100）"))])
     def retrieve(self, request, *args, **kwargs):
