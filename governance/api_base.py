@@ -266,9 +266,8 @@ class LightListMixin:
         return rows
 
     def list(self, request, *args, **kwargs):
-        if self.paginator is None:
-            queryset = self.filter_queryset(self.get_queryset())
-            rows = self.complete_rows(light_rows(queryset.values_list(*self.list_columns), self.list_columns))
+        if self.paginator is None:  # every row, unpaginated (a catalogue)
+            rows = self.complete_rows(light_rows(self.list_plan(request).fetch(0, None), self.list_columns))
             return Response(self.get_serializer(rows, many=True).data)
         page = self.paginate_queryset(self.list_plan(request))
         rows = self.complete_rows(light_rows(page, self.list_columns))
@@ -285,7 +284,7 @@ class LightListMixin:
             plans.move_to_end(key)
             return kept
         plan = ListPlan(self.filter_queryset(self.get_queryset()), self.list_columns, built=now)
-        clock = getattr(self.filterset_class, "clock_filters", ())
+        clock = getattr(getattr(self, "filterset_class", None), "clock_filters", ())
         if not any(name in request.query_params for name in clock):
             plans[key] = plan
             plans.move_to_end(key)

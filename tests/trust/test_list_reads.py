@@ -74,6 +74,23 @@ def test_resident_rows_match_the_declared_fields(moved_out, resident_record, com
     assert listed["tags"] == ["party_member"] and listed["id_number"] == "510603198001011237"
 
 
+def test_category_rows_match_the_declared_fields(categories, street_staff, api):
+    from grids.api import CaseCategorySerializer
+    from grids.models import CaseCategory
+
+    CaseCategory.objects.filter(pk=categories.clutter.pk).update(default_department=None, is_public=True)
+    response = api(street_staff).get("/api/v1/case-categories/")
+    assert response.status_code == 200
+    listed = {row["id"]: row for row in response.json()}
+    assert len(listed) == CaseCategory.objects.count()
+    for category in CaseCategory.objects.select_related("parent"):
+        assert listed[category.pk] == declared_fields_row(CaseCategorySerializer(), category), category.code
+        assert list(listed[category.pk]) == CaseCategorySerializer.Meta.fields
+    assert any(row["group"] is None for row in listed.values()) and any(row["group"] for row in listed.values())
+    detail = api(street_staff).get(f"/api/v1/case-categories/{categories.clutter.pk}/").json()
+    assert detail == listed[categories.clutter.pk]
+
+
 def test_a_page_of_residents_names_each_ones_tags_in_order(city, resident_record, community_staff, api):
     """The list reads the page's tags in one query; each row has its own, in the tags' order, as the detail."""
     from governance.models import ResidentTag
@@ -463,9 +480,17 @@ def test_every_filter_whose_sql_reads_the_clock_is_declared(settings, city, stre
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from governance.api_base import FilterBackend
+
     settings.LIST_PLAN_SECONDS = 0
     lists = kept_plan_lists()
-    assert {cls.__name__ for _path, cls in lists} >= {"CaseViewSet", "LetterViewSet", "ResidentViewSet", "BoardViewSet"}
+    assert {cls.__name__ for _path, cls in lists} >= {
+        "CaseViewSet",
+        "LetterViewSet",
+        "ResidentViewSet",
+        "BoardViewSet",
+        "CaseCategoryViewSet",
+    }
 
     def sample(f):
         kind = type(f).__name__
@@ -493,10 +518,15 @@ def test_every_filter_whose_sql_reads_the_clock_is_declared(settings, city, stre
         return [q["sql"] for q in queries if f'FROM "{table}"' in q["sql"]]
 
     for path, cls in lists:
-        table = cls.filterset_class._meta.model._meta.db_table
-        declared = set(getattr(cls.filterset_class, "clock_filters", ()))
+        view = cls()
+        # A filter set of its own, or one generated from `filterset_fields`.
+        own = getattr(cls, "filterset_class", None)
+        model = own._meta.model if own else cls.serializer_class.Meta.model
+        filterset_class = FilterBackend().get_filterset_class(view, model.objects.all())
+        table = model._meta.db_table
+        declared = set(getattr(filterset_class, "clock_filters", ()))
         moved = set()
-        for name, f in cls.filterset_class.base_filters.items():
+        for name, f in filterset_class.base_filters.items():
             query = {name: sample(f)}
             with time_machine.travel("2026-06-01 10:00 +0800", tick=False):
                 before = sql(path, query, table)
