@@ -918,14 +918,26 @@ class BoardSerializer(serializers.ModelSerializer):
 
 
 def boards_rows(boards, limit: int) -> dict:
-    """The rows of many boards in one query: what `tally.board_rows` gives for each (same order, same masking)."""
+    """The rows of many boards in one query: what `tally.board_rows` gives for each (same order, same masking).
+    Each board's first `limit` rows are picked in a subquery of their own (`id IN (… LIMIT limit)`, on the board
+    index): places tied within the first `limit` ranks would otherwise all be read (a community's 20 places
+    can hold hundreds of residents with the same points)."""
     clauses = Q(pk__in=[])
     for board in boards:
-        if board.unit.level == Level.GRID:
-            place = {"grid_id": board.unit_id, "rank_in_grid__gte": 1, "rank_in_grid__lte": limit}
-        else:
-            place = {"community_id": board.unit_id, "rank_in_community__gte": 1, "rank_in_community__lte": limit}
-        clauses |= Q(month=board.month, scheme_id=board.scheme_id, **place)
+        grid = board.unit.level == Level.GRID
+        place, rank = ("grid_id", "rank_in_grid") if grid else ("community_id", "rank_in_community")
+        first = (
+            Tally.objects.filter(
+                month=board.month,
+                scheme_id=board.scheme_id,
+                **{place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": tally.BOARD_MAX_ROWS},
+            )
+            .order_by(rank, "resident_id")
+            .values("pk")[:limit]
+        )
+        # The place's own conditions too, so that PostgreSQL reads the board's (partial) index, not every tally.
+        on_board = {place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": limit}
+        clauses |= Q(month=board.month, scheme_id=board.scheme_id, pk__in=first, **on_board)
     found = list(
         Tally.objects.filter(clauses).values(
             "month",

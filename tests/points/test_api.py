@@ -622,6 +622,22 @@ def test_a_resident_sees_their_grids_and_communitys_boards_with_masked_names(api
     assert len(ok(client.get(f"{BOARDS}{community['id']}/", {"limit": 1}))["rows"]) == 1
 
 
+def test_tied_places_fill_a_board_as_its_detail_does(api, resident, tallied, city):
+    """All of a community tied in first place: the list picks each board's first `limit` rows in SQL (by rank,
+    then resident), the same rows as the board's own page."""
+    from points.models import Tally
+
+    Tally.objects.filter(community=city.c1).update(rank_in_community=1, rank_in_grid=1)
+    client = api(resident)
+    for limit in (1, 2):
+        listed = ok(client.get(BOARDS, {"month": tallied["month"], "limit": limit}))["results"]
+        assert len(listed) == 2
+        for board in listed:
+            detail = ok(client.get(f"{BOARDS}{board['id']}/", {"limit": limit}))["rows"]
+            assert board["rows"] == detail and len(detail) == limit
+            assert {r["rank"] for r in detail} == {1}
+
+
 def test_boards_outside_the_scope_are_404(api, personas, tallied, city):
     board = board_of(api(personas["community_staff"]), city.g1, tallied["month"])
     for name in ("resident_2", "outsider", "grid_worker_2", "department_staff"):
