@@ -16,8 +16,8 @@ needs, and measures with wrk (`--latency`), one after another in the same run:
    of the street's page of cases as the API runs it, written with json.dumps, no DRF and no ORM per request);
    and the simplest list behind a login (the case categories: no pagination, 33 rows);
 2. each main list endpoint at 32 connections, as the persona that uses it: the cases of a street (street
-   staff), the letters of a street (its secretary: the first secretary, 15,000 letters), the residents of a grid (its grid worker), a
-   community's points board (a resident), the public mailbox (anonymous);
+   staff), the letters of a street (its secretary: the first secretary, 15,000 letters), the residents of a
+   grid (its grid worker), a community's points board (a resident), the public mailbox (anonymous);
 3. the mix, 60 s at 50 connections: grid workers filing cases (10%), staff listing cases (25%) and
    opening and commenting on one (10%), residents reading their board (20%) and the public mailbox (25%),
    residents reading their own letters (10%); each connection plays one persona of its own.

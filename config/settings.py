@@ -221,8 +221,9 @@ REST_FRAMEWORK = {
 # (governance.api_base.CountingPaginator), so that paging a street's 95,000 cases does not count them every time.
 EXACT_COUNT = env_int("API_EXACT_COUNT", 1000)
 COUNT_CACHE_SECONDS = env_int("API_COUNT_CACHE_SECONDS", 60)
-# The compiled SQL of a case or letter list, kept this long for the same request by the same caller in one worker
-# (governance.api_base.ListPlan: the rows and the count are read anew each time; 0 builds every list afresh).
+# The compiled SQL of a light list (cases, letters, residents, boards, case categories), kept this long for the same
+# request by the same caller in one worker (governance.api_base.ListPlan: rows and count are read anew each time;
+# 0 builds every list afresh).
 LIST_PLAN_SECONDS = env_int("API_LIST_PLAN_SECONDS", 60)
 # Case and letter categories and departments, as lists name them (governance.catalogues); an edit drops the copy.
 CATALOGUE_CACHE_SECONDS = env_int("CATALOGUE_CACHE_SECONDS", 60)

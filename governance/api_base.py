@@ -290,8 +290,6 @@ class LightListMixin:
             plans.move_to_end(key)
             while len(plans) > MAX_PLANS:
                 plans.popitem(last=False)
-        else:
-            plans.pop(key, None)
         return plan
 
 

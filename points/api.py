@@ -22,7 +22,6 @@ from rest_framework.response import Response
 from governance.api import UnitSubtreeFilter
 from governance.api_base import DisplayField, FilterSet, LightListMixin, ScopedMixin
 from governance.errors import InvalidInput, NotAllowed
-from governance.masking import mask_name
 from governance.models import Level, Resident, Unit
 from governance.selectors import STEP, residents_visible_to, scope_of, units_visible_to
 from governance.uploads import serve_file
@@ -919,71 +918,31 @@ class BoardSerializer(serializers.ModelSerializer):
 
 def boards_rows(boards, limit: int) -> dict:
     """The rows of many boards in one query: what `tally.board_rows` gives for each (same order, same masking).
-    Each board's first `limit` rows are picked in a subquery of their own (`id IN (… LIMIT limit)`, on the board
-    index): places tied within the first `limit` ranks would otherwise all be read (a community's 20 places
-    can hold hundreds of residents with the same points)."""
+    Each board's first `limit` places are picked in a subquery of their own (`id IN (… LIMIT limit)`): places
+    tied within the first `limit` ranks would otherwise all be read (a community's 20 places can hold hundreds
+    of residents with the same points)."""
     clauses = Q(pk__in=[])
     for board in boards:
-        grid = board.unit.level == Level.GRID
-        place, rank = ("grid_id", "rank_in_grid") if grid else ("community_id", "rank_in_community")
-        first = (
-            Tally.objects.filter(
-                month=board.month,
-                scheme_id=board.scheme_id,
-                **{place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": tally.BOARD_MAX_ROWS},
-            )
-            .order_by(rank, "resident_id")
-            .values("pk")[:limit]
-        )
+        place, rank = tally.board_place(board)
         # The place's own conditions too, so that PostgreSQL reads the board's (partial) index, not every tally.
         on_board = {place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": limit}
+        first = tally.board_first(board).values("pk")[:limit]
         clauses |= Q(month=board.month, scheme_id=board.scheme_id, pk__in=first, **on_board)
-    found = list(
-        Tally.objects.filter(clauses).values(
-            "month",
-            "scheme_id",
-            "grid_id",
-            "community_id",
-            "rank_in_grid",
-            "rank_in_community",
-            "resident_id",
-            "resident__name",
-            "grid__name",
-            "earned",
-            "deducted",
-            "redeemed",
-            "net",
-            "balance",
-        )
-        if boards
-        else []
-    )
+    columns = ("month", "scheme_id", "grid_id", "community_id", "rank_in_grid", "rank_in_community", "resident_id")
+    found = list(Tally.objects.filter(clauses).values(*columns, *tally.BOARD_ROW_COLUMNS)) if boards else []
     result = {}
     for board in boards:
-        grid = board.unit.level == Level.GRID
-        place, rank = ("grid_id", "rank_in_grid") if grid else ("community_id", "rank_in_community")
+        place, rank = tally.board_place(board)
         mine = [
             row
             for row in found
             if row["month"] == board.month
             and row["scheme_id"] == board.scheme_id
             and row[place] == board.unit_id
-            and 1 <= row[rank] <= limit
+            and 1 <= row[rank] <= limit  # a row read for another board of the page may be unranked here
         ]
         mine.sort(key=lambda row, rank=rank: (row[rank], row["resident_id"]))
-        result[board.pk] = [
-            {
-                "rank": row[rank],
-                "name": mask_name(row["resident__name"]),
-                "grid": row["grid__name"],
-                "earned": row["earned"],
-                "deducted": row["deducted"],
-                "redeemed": row["redeemed"],
-                "net": row["net"],
-                "balance": row["balance"],
-            }
-            for row in mine[:limit]
-        ]
+        result[board.pk] = [tally.board_row(row, rank) for row in mine[:limit]]
     return result
 
 

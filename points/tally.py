@@ -35,6 +35,7 @@ import time
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -471,36 +472,43 @@ def boards_publish_all(*, month: dt.date, scheme: Scheme | None = None, notice_d
     return Board.objects.filter(month=month).count() - before
 
 
+def board_place(board) -> tuple[str, str]:
+    """The tally columns a board ranks by: its place and the rank there (a grid's or a community's)."""
+    return ("grid_id", "rank_in_grid") if board.unit.level == Level.GRID else ("community_id", "rank_in_community")
+
+
+def board_first(board) -> QuerySet:
+    """The board's places in order (rank, then resident), on the board indexes of Tally; slice it to a limit."""
+    place, rank = board_place(board)
+    return Tally.objects.filter(
+        month=board.month,
+        scheme_id=board.scheme_id,
+        **{place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": BOARD_MAX_ROWS},
+    ).order_by(rank, "resident_id")
+
+
+BOARD_ROW_COLUMNS = ("resident__name", "grid__name", "earned", "deducted", "redeemed", "net", "balance")
+
+
+def board_row(row: dict, rank: str) -> dict:
+    """One place of a board as it is shown: rank, masked name, grid, the month's figures, the balance at its end."""
+    return {
+        "rank": row[rank],
+        "name": mask_name(row["resident__name"]),
+        "grid": row["grid__name"],
+        "earned": row["earned"],
+        "deducted": row["deducted"],
+        "redeemed": row["redeemed"],
+        "net": row["net"],
+        "balance": row["balance"],
+    }
+
+
 def board_rows(board: Board, limit: int = 20) -> list[dict]:
-    """The board's top residents: rank, masked name, grid, the month's figures and the balance at its end.
-    One query on the board indexes of Tally (month, scheme, grid|community, rank)."""
-    if board.unit.level == Level.GRID:
-        place, rank = "grid_id", "rank_in_grid"
-    else:
-        place, rank = "community_id", "rank_in_community"
-    limit = min(limit, BOARD_MAX_ROWS)
-    rows = (
-        Tally.objects.filter(
-            month=board.month,
-            scheme_id=board.scheme_id,
-            **{place: board.unit_id, f"{rank}__gte": 1, f"{rank}__lte": BOARD_MAX_ROWS},
-        )
-        .order_by(rank, "resident_id")
-        .values(rank, "resident__name", "grid__name", "earned", "deducted", "redeemed", "net", "balance")[:limit]
-    )
-    return [
-        {
-            "rank": row[rank],
-            "name": mask_name(row["resident__name"]),
-            "grid": row["grid__name"],
-            "earned": row["earned"],
-            "deducted": row["deducted"],
-            "redeemed": row["redeemed"],
-            "net": row["net"],
-            "balance": row["balance"],
-        }
-        for row in rows
-    ]
+    """The board's top residents (`board_row`), in one query on the board indexes of Tally."""
+    _place, rank = board_place(board)
+    rows = board_first(board).values(rank, *BOARD_ROW_COLUMNS)[: min(limit, BOARD_MAX_ROWS)]
+    return [board_row(row, rank) for row in rows]
 
 
 def board_is_final(board: Board, now: dt.datetime | None = None) -> bool:
