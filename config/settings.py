@@ -210,6 +210,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON written by orjson (governance.renderers), the browsable API as DRF has it.
+    "DEFAULT_RENDERER_CLASSES": [
+        "governance.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "governance.api_base.Pagination",
     "DEFAULT_FILTER_BACKENDS": ["governance.api_base.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

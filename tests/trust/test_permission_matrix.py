@@ -18,6 +18,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.renderers import JSONRenderer as DRFJSONRenderer
 
 MATRIX = Path(__file__).with_name("matrix.txt")
 
@@ -247,6 +248,11 @@ def test_every_operation_and_page_meets_the_matrix(world, clients):
                     problems.append(f"{key} answers {status} to the anonymous visitor, not 401")
             elif status != 302 or "login" not in response.get("Location", ""):
                 problems.append(f"{key} answers {status} to the anonymous visitor, not the login page")
+        # Every JSON answer is what DRF's own renderer writes of the same data (the API's is orjson's).
+        data = getattr(response, "data", None)
+        if data is not None and response.get("Content-Type", "").startswith("application/json"):
+            if response.content != DRFJSONRenderer().render(data):
+                problems.append(f"{key} as {persona}: its JSON differs from DRF's renderer's")
         if key.split()[1].startswith("/api/") and 400 <= status < 500 and status != 405:
             body = response.json()
             if not (body.get("detail") or body.get("errors") or body):

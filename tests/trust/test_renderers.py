@@ -1,0 +1,56 @@
+"""The API's JSON is written by orjson (governance.renderers): the same bytes DRF's renderer writes.
+
+The permission matrix compares the two on every API answer it gets; here the values a serializer can hand over."""
+
+import datetime as dt
+import decimal
+import uuid
+import zoneinfo
+
+from django.utils.translation import gettext_lazy
+from rest_framework.renderers import JSONRenderer as DRFJSONRenderer
+
+from governance.renderers import JSONRenderer
+
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+
+def test_the_values_serializers_give_are_written_as_drf_writes_them():
+    data = {
+        "title": "楼道堆放杂物 \"纸箱\" \\ \n\t",
+        "separators": "行\u2028段\u2029落",  # escaped, so the text stays a JavaScript literal
+        "emoji": "👍",
+        "label": gettext_lazy("处置中"),
+        "utc": dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC),
+        "local": dt.datetime(2026, 12, 4, 9, 2, 3, tzinfo=SHANGHAI),
+        "naive": dt.datetime(2026, 12, 4, 9, 2, 3),
+        "day": dt.date(2026, 12, 4),
+        "at": dt.time(9, 30),
+        "amount": decimal.Decimal("12.50"),
+        "key": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "numbers": [0, -1, 2**63 - 1, 1.5, True, False, None],
+        "nested": ({"a": [{}], 7: "int key"},),
+        "empty": [],
+    }
+    ours = JSONRenderer().render(data)
+    assert ours == DRFJSONRenderer().render(data)
+    assert "楼道".encode() in ours and b"\\u2028" in ours and b'"2026-12-04T01:02:03.456789Z"' in ours
+
+
+def test_what_orjson_refuses_is_written_by_drf():
+    huge = {"n": 2**70, "deep": [[[[1]]]]}
+    assert JSONRenderer().render(huge) == DRFJSONRenderer().render(huge) == b'{"n":1180591620717411303424,"deep":[[[[1]]]]}'
+
+
+def test_indented_and_empty_answers_are_drfs():
+    data = {"名称": ["一", 2]}
+    ours = JSONRenderer().render(data, "application/json; indent=4")
+    assert ours == DRFJSONRenderer().render(data, "application/json; indent=4") and b"\n    " in ours
+    assert JSONRenderer().render(None) == b""
+
+
+def test_the_api_answers_with_it(api, street_staff):
+    response = api(street_staff).get("/api/v1/cases/")
+    assert response.status_code == 200
+    assert isinstance(response.accepted_renderer, JSONRenderer)
+    assert response.content == DRFJSONRenderer().render(response.data)
