@@ -340,19 +340,10 @@ class ListPlan:
         except EmptyResultSet:  # a filter that can match nothing (`pk IN ()`)
             self.empty = True
             return
-        self._bounded = self._text(
-            f"SELECT COUNT(*) FROM ({ids_sql} LIMIT {int(settings.EXACT_COUNT) + 1}) subquery", ids_params
+        self._bounded = written_out(
+            self.db, f"SELECT COUNT(*) FROM ({ids_sql} LIMIT {int(settings.EXACT_COUNT) + 1}) subquery", ids_params
         )
-        self._all = self._text(f"SELECT COUNT(*) FROM ({ids_sql}) subquery", ids_params)
-
-    def _text(self, sql, params):
-        """On PostgreSQL the text psycopg2 would send, its parameters written in once, here (what
-        `governance.prepared` would otherwise do on every run); elsewhere the SQL and its parameters."""
-        connection = connections[self.db]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                return cursor.cursor.mogrify(sql, params).decode(), None
-        return sql, params
+        self._all = written_out(self.db, f"SELECT COUNT(*) FROM ({ids_sql}) subquery", ids_params)
 
     def _run(self, sql, params) -> list:
         with connections[self.db].cursor() as cursor:
@@ -373,17 +364,41 @@ class ListPlan:
         if compiled is None:
             ids = self.queryset.order_by(*self.ordering).values("pk")[low:high]
             rows = self.queryset.model._base_manager.filter(pk__in=ids).order_by(*self.ordering)
-            query = rows.values_list(*self.columns).query
-            compiler = query.get_compiler(using=self.db)
-            sql, params = compiler.as_sql()
-            converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
-            compiled = (*self._text(sql, params), converters, compiler)
+            compiled = CompiledRows(rows.values_list(*self.columns))
             if len(self.pages) < 10:
                 self.pages[(low, high)] = compiled
-        sql, params, converters, compiler = compiled
-        found = self._run(sql, params)
-        if converters:
-            found = [tuple(row) for row in compiler.apply_converters(found, converters)]
+        return compiled.rows()
+
+
+def written_out(alias, sql, params):
+    """On PostgreSQL the text psycopg2 would send, its parameters written in once, here (what
+    `governance.prepared` would otherwise do on every run); elsewhere the SQL and its parameters."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            return cursor.cursor.mogrify(sql, params).decode(), None
+    return sql, params
+
+
+class CompiledRows:
+    """A `values_list` queryset compiled once, run again and again: its SQL (`written_out`) and the converters of
+    its values, without the ORM's building and compiling on each run (for a query of twenty subqueries, such as
+    a page of boards' first rows, that is most of a request). `rows()` reads the rows anew each time."""
+
+    def __init__(self, queryset):
+        self.db = queryset.db
+        compiler = queryset.query.get_compiler(using=self.db)
+        sql, params = compiler.as_sql()
+        self.converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
+        self.compiler = compiler
+        self.sql, self.params = written_out(self.db, sql, params)
+
+    def rows(self) -> list:
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            found = cursor.fetchall()
+        if self.converters:
+            found = [tuple(row) for row in self.compiler.apply_converters(found, self.converters)]
         return found
 
 
