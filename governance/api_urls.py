@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from . import api
@@ -15,5 +15,5 @@ router.register("notifications", api.NotificationViewSet, basename="notification
 urlpatterns = [
     path("auth/token/", api.TokenView.as_view(), name="api-token"),
     path("me/", api.MeView.as_view(), name="api-me"),
-    path("", include(router.urls)),
+    *router.urls,
 ]

@@ -1,4 +1,3 @@
-from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from . import api
@@ -8,4 +7,4 @@ router.include_root_view = False
 router.register("case-categories", api.CaseCategoryViewSet, basename="case-category")
 router.register("cases", api.CaseViewSet, basename="case")
 
-urlpatterns = [path("", include(router.urls))]
+urlpatterns = router.urls

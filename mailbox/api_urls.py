@@ -1,4 +1,3 @@
-from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from . import api
@@ -9,4 +8,4 @@ router.register("letter-categories", api.LetterCategoryViewSet, basename="letter
 router.register("letters", api.LetterViewSet, basename="letter")
 router.register("public/letters", api.PublicLetterViewSet, basename="public-letter")
 
-urlpatterns = [path("", include(router.urls))]
+urlpatterns = router.urls

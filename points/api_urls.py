@@ -1,4 +1,3 @@
-from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from . import api
@@ -15,4 +14,4 @@ router.register("points/tally-runs", api.TallyRunViewSet, basename="point-tally-
 router.register("points/boards", api.BoardViewSet, basename="point-board")
 router.register("points/objections", api.ObjectionViewSet, basename="point-objection")
 
-urlpatterns = [path("", include(router.urls))]
+urlpatterns = router.urls

@@ -17,7 +17,7 @@ SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 def test_the_values_serializers_give_are_written_as_drf_writes_them():
     data = {
-        "title": "楼道堆放杂物 \"纸箱\" \\ \n\t",
+        "title": '楼道堆放杂物 "纸箱" \\ \n\t',
         "separators": "行\u2028段\u2029落",  # escaped, so the text stays a JavaScript literal
         "emoji": "👍",
         "label": gettext_lazy("处置中"),
@@ -39,7 +39,11 @@ def test_the_values_serializers_give_are_written_as_drf_writes_them():
 
 def test_what_orjson_refuses_is_written_by_drf():
     huge = {"n": 2**70, "deep": [[[[1]]]]}
-    assert JSONRenderer().render(huge) == DRFJSONRenderer().render(huge) == b'{"n":1180591620717411303424,"deep":[[[[1]]]]}'
+    assert (
+        JSONRenderer().render(huge)
+        == DRFJSONRenderer().render(huge)
+        == b'{"n":1180591620717411303424,"deep":[[[[1]]]]}'
+    )
 
 
 def test_indented_and_empty_answers_are_drfs():
