@@ -1,5 +1,6 @@
 """REST API of the hierarchy: auth, me, units, party organisations, households, residents, departments."""
 
+import functools
 from types import SimpleNamespace
 
 import django_filters
@@ -18,7 +19,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from . import privacy, security, selectors, services
-from .api_base import DisplayField, FilterSet, LightListMixin, ScopedMixin, iso_date
+from .api_base import CompiledRows, DisplayField, FilterSet, LightListMixin, ScopedMixin, iso_date
 from .errors import InvalidInput, NotAllowed, RateLimited
 from .masking import mask_id_number, mask_phone
 from .models import (
@@ -625,6 +626,16 @@ class RelatedRows(list):
         return self
 
 
+@functools.lru_cache(maxsize=1000)
+def _tags_query(resident_ids: tuple) -> CompiledRows:
+    """The tags of a page of residents, compiled once for the same page (its rows are read anew each time)."""
+    return CompiledRows(
+        Resident.tags.through.objects.filter(resident_id__in=resident_ids)
+        .order_by(*(f"residenttag__{name}" for name in ResidentTag._meta.ordering))
+        .values_list("resident_id", "residenttag__code")
+    )
+
+
 class ResidentViewSet(
     ScopedMixin,
     LightListMixin,
@@ -655,11 +666,7 @@ class ResidentViewSet(
     def complete_rows(self, rows):
         """The page's tags, in one query, in the order the tags' own ordering gives (as `prefetch_related`)."""
         tags = {row.id: RelatedRows() for row in rows}
-        for resident_id, code in (
-            Resident.tags.through.objects.filter(resident_id__in=tags)
-            .order_by(*(f"residenttag__{name}" for name in ResidentTag._meta.ordering))
-            .values_list("resident_id", "residenttag__code")
-        ):
+        for resident_id, code in _tags_query(tuple(tags)).rows() if tags else ():
             tags[resident_id].append(SimpleNamespace(code=code))
         for row in rows:
             row.tags = tags[row.id]

@@ -231,19 +231,31 @@ def light_rows(rows, columns) -> list:
     """`values_list(*columns)` rows as plain objects named like the model's attributes: `number` is
     `row.number`, `grid__name` is `row.grid.name`, and `id` is also `row.pk`. A list serializer that writes
     its rows itself reads them as it would read model objects, for a third less than building those (20
-    cases: 1.8 ms instead of 2.7 ms)."""
-    paths = [column.split("__") for column in columns]
-    found = []
-    for values in rows:
-        row = SimpleNamespace()
-        for path, value in zip(paths, values, strict=True):
-            target = row
-            for name in path[:-1]:
-                target = target.__dict__.setdefault(name, SimpleNamespace())
-            setattr(target, path[-1], value)
-        row.pk = row.id
-        found.append(row)
-    return found
+    cases: 1.8 ms instead of 2.7 ms). Each row is made by one expression built once for the columns
+    (`_row_maker`), not attribute by attribute."""
+    make = _row_maker(tuple(columns))
+    return [make(values) for values in rows]
+
+
+@functools.cache
+def _row_maker(columns: tuple):
+    """`lambda v: N(id=v[0], pk=v[0], grid=N(name=v[5]), …)` for `columns`, N being SimpleNamespace."""
+    tree: dict = {}
+    for i, column in enumerate(columns):
+        *parents, name = column.split("__")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{column}: {parent} is a column and a relation")
+        if name in node or not all(part.isidentifier() for part in (*parents, name)):
+            raise ValueError(f"{column}: not a column name, or named twice")
+        node[name] = i
+
+    def arguments(node) -> str:
+        return ", ".join(f"{k}=N({arguments(v)})" if isinstance(v, dict) else f"{k}=v[{v}]" for k, v in node.items())
+
+    return eval(f"lambda v: N({arguments(tree)}, pk=v[{tree['id']}])", {"N": SimpleNamespace})  # noqa: S307
 
 
 class LightListMixin:

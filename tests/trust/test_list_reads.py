@@ -555,3 +555,22 @@ def test_datetimes_are_written_as_drf_writes_them(zone):
             assert iso_datetime(value) == serializers.DateTimeField().to_representation(value)
     with timezone.override(ZoneInfo("UTC")):
         assert iso_datetime(values[0]) == "2026-01-01T00:00:00Z"
+
+
+def test_light_rows_are_named_like_model_attributes():
+    from governance.api_base import light_rows
+
+    [row] = light_rows(
+        [(7, "E-1", 3, "一网格", "旌阳街道")], ["id", "number", "grid_id", "grid__name", "grid__street__name"]
+    )
+    assert (row.pk, row.id, row.number, row.grid_id, row.grid.name, row.grid.street.name) == (
+        7,
+        7,
+        "E-1",
+        3,
+        "一网格",
+        "旌阳街道",
+    )
+    for columns in (["id", "grid", "grid__name"], ["id", "id"], ["id", "grid__na me"]):
+        with pytest.raises(ValueError):
+            light_rows([], columns)
