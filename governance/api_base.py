@@ -173,16 +173,35 @@ _DATETIME = serializers.DateTimeField()
 _DATETIME_ISO = getattr(_DATETIME, "format", api_settings.DATETIME_FORMAT) == ISO_8601
 
 
-def iso_datetime(value):
-    """A datetime as the API writes it (DRF's DateTimeField: ISO 8601 in the current time zone). An aware one,
-    as the database gives them, is written here directly: what DRF writes, at a quarter of its cost (a list of
-    20 cases writes 60)."""
+def iso_datetime(value, zone=None):
+    """A datetime as the API writes it (DRF's DateTimeField: ISO 8601 in the current time zone, or `zone` when
+    the caller looked it up already). An aware one, as the database gives them, is written here directly: what
+    DRF writes, at a quarter of its cost (a list of 20 cases writes 60)."""
     if value is None:
         return None
     if _DATETIME_ISO and timezone.is_aware(value):
-        text = value.astimezone(timezone.get_current_timezone()).isoformat()
+        text = value.astimezone(zone or timezone.get_current_timezone()).isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     return _DATETIME.to_representation(value)
+
+
+class RowWriter:
+    """For list serializers that write their rows directly: what is the same for every row of one answer, the
+    labels of `label_fields` in the request's language and the current time zone, looked up once per answer
+    (each is a lookup in a context-local, 80 of them for a page of 20 cases)."""
+
+    label_fields: tuple = ()
+
+    @cached_property
+    def labels(self) -> dict:
+        return choice_labels(self.Meta.model, *self.label_fields)
+
+    @cached_property
+    def zone(self):
+        return timezone.get_current_timezone()
+
+    def datetime(self, value):
+        return iso_datetime(value, self.zone)
 
 
 class FilterSet(django_filters.rest_framework.FilterSet):

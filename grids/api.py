@@ -23,12 +23,11 @@ from governance.api_base import (
     DisplayField,
     FilterSet,
     LightListMixin,
+    RowWriter,
     ScopedMixin,
     TransitionsMixin,
     WorkflowEventSerializer,
     add_transition_routes,
-    choice_labels,
-    iso_datetime,
 )
 from governance.models import Department, Level, Resident, Unit
 from governance.selectors import scope_of
@@ -138,7 +137,7 @@ class PhotoSerializer(serializers.ModelSerializer):
         return f"/api/v1/cases/{photo.case_id}/photos/{photo.pk}/"
 
 
-class CaseListSerializer(serializers.ModelSerializer):
+class CaseListSerializer(RowWriter, serializers.ModelSerializer):
     """A case as lists show it. Lists read it with `LIST_COLUMNS` only (the grid and holder unit joined, the
     category and department named from `governance.catalogues`), and `to_representation` writes the row
     directly: what the declared fields give (the tests compare the two), at a fifth of DRF's cost (20 rows:
@@ -193,8 +192,10 @@ class CaseListSerializer(serializers.ModelSerializer):
     def get_is_overdue(self, case) -> bool:
         return selectors.is_overdue_now(case, self.context.get("now"))
 
+    label_fields = ("state", "urgency", "source", "closed_reason")
+
     def to_representation(self, case):
-        labels = choice_labels(Case, "state", "urgency", "source", "closed_reason")
+        labels = self.labels
         return {
             "id": case.pk,
             "number": case.number,
@@ -211,9 +212,9 @@ class CaseListSerializer(serializers.ModelSerializer):
             "closed_reason": case.closed_reason,
             "closed_reason_display": labels["closed_reason"].get(case.closed_reason, case.closed_reason),
             "holder": self.get_holder(case),
-            "created_at": iso_datetime(case.created_at),
-            "sign_deadline": iso_datetime(case.sign_deadline),
-            "handle_deadline": iso_datetime(case.handle_deadline),
+            "created_at": self.datetime(case.created_at),
+            "sign_deadline": self.datetime(case.sign_deadline),
+            "handle_deadline": self.datetime(case.handle_deadline),
             "is_overdue": self.get_is_overdue(case),
             "support_count": case.support_count,
             "rating": case.rating,

@@ -28,12 +28,11 @@ from governance.api_base import (
     DisplayField,
     FilterSet,
     LightListMixin,
+    RowWriter,
     ScopedMixin,
     TransitionsMixin,
     WorkflowEventSerializer,
     add_transition_routes,
-    choice_labels,
-    iso_datetime,
 )
 from governance.errors import NotAllowed
 from governance.masking import mask_name
@@ -84,7 +83,7 @@ def _overdue(letter, now) -> bool:
     return letter.state in OPEN_STATES and bool(letter.reply_deadline and letter.reply_deadline < now)
 
 
-class LetterListSerializer(serializers.ModelSerializer):
+class LetterListSerializer(RowWriter, serializers.ModelSerializer):
     """A letter as lists show it. Lists read `LIST_COLUMNS` only (the unit and writer joined, the category
     named from `governance.catalogues`), and `to_representation` writes the row directly: what the declared
     fields give (the tests compare the two)."""
@@ -133,8 +132,10 @@ class LetterListSerializer(serializers.ModelSerializer):
     def get_category(self, letter) -> dict:
         return catalogues.row(LetterCategory, letter.category_id)
 
+    label_fields = ("state", "channel")
+
     def to_representation(self, letter):
-        labels = choice_labels(Letter, "state", "channel")
+        labels = self.labels
         return {
             "id": letter.pk,
             "number": letter.number,
@@ -146,9 +147,9 @@ class LetterListSerializer(serializers.ModelSerializer):
             "writer": self.get_writer(letter),
             "state": letter.state,
             "state_display": labels["state"].get(letter.state, letter.state),
-            "created_at": iso_datetime(letter.created_at),
-            "accept_deadline": iso_datetime(letter.accept_deadline),
-            "reply_deadline": iso_datetime(letter.reply_deadline),
+            "created_at": self.datetime(letter.created_at),
+            "accept_deadline": self.datetime(letter.accept_deadline),
+            "reply_deadline": self.datetime(letter.reply_deadline),
             "is_overdue": self.get_is_overdue(letter),
             "rating": letter.rating,
             "published": letter.published,
