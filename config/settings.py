@@ -143,6 +143,9 @@ PREPARED_SELECTS = env_bool("DJANGO_PREPARED_SELECTS", True)
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's PostgreSQL backend, its health check asking the socket before it asks the server (governance.pg).
+        DATABASES["default"]["ENGINE"] = "governance.pg"
 else:
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES = {
