@@ -94,11 +94,30 @@ def workflow_checks(label: str, model_name: str, event_name: str, fk: str) -> li
     ]
 
 
+def letter_unit_checks() -> list[tuple[str, str, str]]:
+    """Letters are written to streets and communities and assigned to those or to grids: who sees a letter is
+    read from the units down to that depth only (mailbox.selectors.letters_visible_to)."""
+    from mailbox.selectors import ASSIGNEE_DEPTH, LETTER_UNIT_DEPTH
+
+    letter = apps.get_model("mailbox", "Letter")._meta.db_table
+    unit = apps.get_model("governance", "Unit")._meta.db_table
+    return [
+        (
+            "mailbox.units",
+            "来信只写给街道或社区、只交办到网格为止",
+            f"""SELECT l.id FROM {letter} l
+                JOIN {unit} u ON u.id = l.unit_id LEFT JOIN {unit} a ON a.id = l.assignee_unit_id
+                WHERE u.depth > {LETTER_UNIT_DEPTH} OR a.depth > {ASSIGNEE_DEPTH}""",
+        ),
+    ]
+
+
 def all_checks() -> list[tuple[str, str, str]]:
     return [
         *ledger_checks(),
         *workflow_checks("grids", "Case", "CaseEvent", "case_id"),
         *workflow_checks("mailbox", "Letter", "LetterEvent", "letter_id"),
+        *letter_unit_checks(),
     ]
 
 

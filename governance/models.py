@@ -105,7 +105,17 @@ class Unit(MP_Node):
                 violation_error_message=_("只有网格才有网格类型。"),
             ),
         ]
-        indexes = [models.Index(fields=["level", "path"], name="unit_level_path")]
+        indexes = [
+            models.Index(fields=["level", "path"], name="unit_level_path"),
+            # The streets, communities and grids of a subtree, without a street's 2,000 buildings (the units letters
+            # are written and assigned to: mailbox.selectors.letters_visible_to). `path LIKE 'prefix%'` on PostgreSQL.
+            models.Index(
+                fields=["path"],
+                name="unit_path_to_grids",
+                opclasses=["varchar_pattern_ops"],
+                condition=Q(depth__lte=LEVEL_DEPTH[Level.GRID]),
+            ),
+        ]
 
     def __str__(self):
         return self.name

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import BooleanField, Count, F, Func, Q, QuerySet, Subquery
 
 from .errors import NotAllowed
 from .models import (
@@ -124,6 +124,31 @@ def under(prefixes, lookup="path") -> Q:
     if not prefixes:
         return Q(pk__in=[])
     return reduce(or_, (Q(**{f"{lookup}__startswith": p}) for p in prefixes))
+
+
+class AmongIds(Func):
+    """`column IN (subquery)`, written for PostgreSQL as `column = ANY(ARRAY(subquery))`.
+
+    The two ask the same, but PostgreSQL estimates them differently. An OR of two `IN (subquery)` (a letter's
+    unit or its assignee in a subtree) is guessed to keep three rows in four: for a community's 1,000 of 150,000
+    letters it read every letter to count them (97 ms). `= ANY(ARRAY(…))` is an array computed once, before the
+    query runs, that an index scan can take: the same count reads the two indexes (0.24 ms), and a street's page
+    walks its newest letters as before (0.3 ms). Nothing is read from the subquery before the query runs."""
+
+    output_field = BooleanField()
+
+    def __init__(self, column: str, subquery: QuerySet):
+        super().__init__(F(column), Subquery(subquery.order_by()))  # in no order, as `IN` has it
+
+    def as_sql(self, compiler, connection, **extra):
+        column, column_params = compiler.compile(self.source_expressions[0])
+        subquery, subquery_params = compiler.compile(self.source_expressions[1])  # "(SELECT …)"
+        return f"{column} IN {subquery}", (*column_params, *subquery_params)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, column_params = compiler.compile(self.source_expressions[0])
+        subquery, subquery_params = compiler.compile(self.source_expressions[1])
+        return f"{column} = ANY(ARRAY{subquery})", (*column_params, *subquery_params)
 
 
 def _ancestor_paths(path):

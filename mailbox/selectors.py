@@ -7,8 +7,8 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils.translation import get_language
 
-from governance.models import Position, Resident, Role, Unit
-from governance.selectors import STEP, Scope, scope_of, under
+from governance.models import LEVEL_DEPTH, Level, Position, Resident, Role, Unit
+from governance.selectors import STEP, AmongIds, Scope, scope_of, under
 
 from .models import Letter, LetterCategory, LetterEvent
 
@@ -17,6 +17,11 @@ from .models import Letter, LetterCategory, LetterEvent
 OFFICE_ROLES = (Role.SECRETARY, Role.COMMUNITY_STAFF, Role.STREET_STAFF)
 # Staff of a unit a letter is assigned to (交办): the unit's office, and grid workers for a grid.
 ASSIGNEE_ROLES = (*OFFICE_ROLES, Role.GRID_WORKER)
+# How deep in the tree the units of letters lie: a letter is written to a street or a community
+# (`recipient_units`) and assigned to one of them or to a grid (`services.letter_assign`), never to a building;
+# `check_invariants` checks it (governance.invariants).
+LETTER_UNIT_DEPTH = LEVEL_DEPTH[Level.COMMUNITY]
+ASSIGNEE_DEPTH = LEVEL_DEPTH[Level.GRID]
 
 
 def letters_visible_to(user) -> QuerySet[Letter]:
@@ -29,13 +34,18 @@ def letters_visible_to(user) -> QuerySet[Letter]:
         return Letter.objects.all()
     q = Q(pk__in=[])
     # By the ids of the units in the subtrees rather than by a join on their paths: an OR of two joined paths
-    # makes PostgreSQL read every letter (a community's count: 10 ms), an OR of two id lists two index scans.
+    # makes PostgreSQL read every letter (a community's count: 10 ms), an OR of two id lists two index scans
+    # (`AmongIds`: as arrays, which PostgreSQL estimates rightly). Only the units that can hold letters
+    # (`LETTER_UNIT_DEPTH`, `ASSIGNEE_DEPTH`), not a street's 2,000 buildings: PostgreSQL reads them from the
+    # partial index `unit_path_to_grids` for every page and count (a street's page: 2.9 ms before, 0.3 ms now).
     office = scope.paths(*OFFICE_ROLES)
     if office:
-        q |= Q(unit_id__in=Unit.objects.filter(under(office)).values("id"))
+        units = Unit.objects.filter(under(office), depth__lte=LETTER_UNIT_DEPTH)
+        q |= Q(AmongIds("unit_id", units.values("id")))
     assignee = scope.paths(*ASSIGNEE_ROLES)
     if assignee:
-        q |= Q(assignee_unit_id__in=Unit.objects.filter(under(assignee)).values("id"))
+        units = Unit.objects.filter(under(assignee), depth__lte=ASSIGNEE_DEPTH)
+        q |= Q(AmongIds("assignee_unit_id", units.values("id")))
     if scope.department_ids:
         q |= Q(assignee_department_id__in=scope.department_ids)
     if scope.resident_ids:

@@ -302,7 +302,7 @@ def letter_assign(
         letter.assignee_unit, letter.assignee_department = None, None
         data = {"case": case.number}
     elif unit is not None:
-        if not unit.path.startswith(letter.unit.path):
+        if not unit.path.startswith(letter.unit.path) or unit.depth > selectors.ASSIGNEE_DEPTH:
             raise InvalidInput(_("只能交办给本单位或下属的社区、网格。"), field="unit")
         letter.assignee_unit, letter.assignee_department = unit, None
         data = {"unit": unit.name}

@@ -181,6 +181,7 @@ def test_assigning_refuses_what_makes_no_sense(make_letter, secretary, city):
         ({}, "unit"),
         ({"unit": city.g1, "department": city.department}, "unit"),
         ({"unit": city.g3}, "unit"),  # another community's grid
+        ({"unit": city.b1}, "unit"),  # a building: letters go to streets, communities and grids only
         ({"unit": city.g1, "deadline": MONDAY - dt.timedelta(hours=1)}, "deadline"),
         ({"unit": city.g1, "deadline": MONDAY + dt.timedelta(days=60)}, "deadline"),  # after the reply deadline
     ]

@@ -42,7 +42,7 @@ def failed(findings) -> dict:
 def test_all_invariants_hold_on_data_written_through_the_services(some_of_everything, capsys):
     assert failed(invariants.run()) == {}
     call_command("check_invariants")
-    assert "all 11 invariants hold" in capsys.readouterr().out
+    assert "all 12 invariants hold" in capsys.readouterr().out
 
 
 def test_a_kept_balance_that_drifted_from_its_entries_is_found(some_of_everything):
@@ -51,6 +51,17 @@ def test_a_kept_balance_that_drifted_from_its_entries_is_found(some_of_everythin
     assert failed(invariants.run()) == {"ledger.balance": [account.pk]}
     with pytest.raises(CommandError, match="ledger.balance"):
         call_command("check_invariants")
+
+
+def test_a_letter_to_a_unit_deeper_than_letters_go_is_found(some_of_everything, city):
+    """Who sees a letter is read from the streets, communities and grids only (mailbox.selectors)."""
+    letter = Letter.objects.filter(state="assigned").get()
+    Letter.objects.filter(pk=letter.pk).update(assignee_unit=city.b1)
+    assert failed(invariants.run()) == {"mailbox.units": [letter.pk]}
+    Letter.objects.filter(pk=letter.pk).update(assignee_unit=city.g1, unit=city.g1)
+    assert failed(invariants.run()) == {"mailbox.units": [letter.pk]}
+    Letter.objects.filter(pk=letter.pk).update(unit=city.c1)
+    assert failed(invariants.run()) == {}
 
 
 def test_a_case_or_letter_whose_state_disagrees_with_its_log_is_found(some_of_everything):

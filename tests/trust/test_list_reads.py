@@ -574,3 +574,19 @@ def test_light_rows_are_named_like_model_attributes():
     for columns in (["id", "grid", "grid__name"], ["id", "id"], ["id", "grid__na me"]):
         with pytest.raises(ValueError):
             light_rows([], columns)
+
+
+def test_among_ids_answers_what_in_answers(city):
+    """`AmongIds` (PostgreSQL: `= ANY(ARRAY(subquery))`) is `IN (subquery)`, also in an OR and for no ids."""
+    from django.db.models import Q
+
+    from governance.models import Unit
+    from governance.selectors import AmongIds
+
+    c1 = Unit.objects.filter(path__startswith=city.c1.path)
+    s2 = Unit.objects.filter(path__startswith=city.s2.path)
+    assert set(Unit.objects.filter(AmongIds("id", c1.values("id")))) == set(c1) != set()
+    either = Unit.objects.filter(Q(AmongIds("id", c1.values("id"))) | Q(AmongIds("id", s2.values("id"))))
+    assert set(either) == set(c1) | set(s2) and set(s2) - set(c1)
+    assert not Unit.objects.filter(AmongIds("id", Unit.objects.none().values("id"))).exists()
+    assert set(Unit.objects.filter(Q(AmongIds("id", Unit.objects.none().values("id"))) | Q(pk=city.g1.pk))) == {city.g1}
