@@ -869,3 +869,27 @@ def test_odd_bodies_never_crash(api, community_staff, admin_user, url, data):
     for user in (community_staff, admin_user):
         response = api(user).post(url, data, format="json")
         assert response.status_code in (400, 403, 404, 409), (url, response.status_code, response.content)
+
+
+def test_board_rows_match_the_declared_fields(tallied, resident, api):
+    """The board serializer writes its boards directly: what DRF's declared fields give."""
+    from rest_framework import serializers
+
+    from points.api import BoardSerializer
+    from points.models import Board
+
+    response = api(resident).get("/api/v1/points/boards/", {"month": tallied["month"]})
+    assert response.status_code == 200
+    listed = response.json()["results"]
+    assert listed and any(board["rows"] for board in listed)
+    paths = tuple(
+        p.resident.household.building.path for p in resident.positions.select_related("resident__household__building")
+    )
+    serializer = BoardSerializer(context={"now": timezone.now(), "resident_paths": paths, "limit": 20})
+    for board in listed:
+        expected = serializers.ModelSerializer.to_representation(
+            serializer, Board.objects.select_related("unit", "scheme").get(pk=board["id"])
+        )
+        assert board == expected
+        assert list(board) == BoardSerializer.Meta.fields
+    assert any(board["may_object"] for board in listed)  # the resident's own places, in their notice period
