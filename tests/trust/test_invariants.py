@@ -113,7 +113,7 @@ def test_a_dump_restores_into_a_new_database_where_the_invariants_and_the_ledger
 
         result = check()
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "all 11 invariants hold" in result.stdout
+        assert "all 12 invariants hold" in result.stdout
         migrations = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--check"], cwd=ROOT, env=env, capture_output=True, text=True
         )
