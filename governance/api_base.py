@@ -421,7 +421,7 @@ class CompiledRows:
         compiler = queryset.query.get_compiler(using=self.db)
         sql, params = compiler.as_sql()
         self.converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
-        self.compiler = compiler
+        self.compiler = compiler if self.converters else None  # kept only to convert (it holds the whole query)
         self.sql, self.params = written_out(self.db, sql, params)
 
     def rows(self) -> list:

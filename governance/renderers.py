@@ -2,10 +2,10 @@
 
 DRF's `JSONRenderer` writes with the standard library's `json.dumps` through a Python encoder class; orjson
 writes the same document four times faster (a page of 20 cases: 0.05 ms instead of 0.23 ms on the machines of
-docs/PERFORMANCE.md). What it writes is what DRF writes, byte for byte for what
-the API's serializers give (strings, numbers, booleans, nulls, lists and objects; the tests compare the two on
-every list): compact, UTF-8 unescaped (`UNICODE_JSON`), U+2028 and U+2029 escaped so the text stays a
-JavaScript literal. Anything else goes through DRF's own encoder (`default`): lazy translations, dates and
+docs/PERFORMANCE.md). What it writes is what DRF writes, byte for byte for what the API's serializers give
+(strings, numbers, booleans, nulls, lists and objects; the permission matrix compares the two on every API
+answer): compact, UTF-8 unescaped (`UNICODE_JSON`), U+2028 and U+2029 escaped so the text stays a JavaScript
+literal. Anything else goes through DRF's own encoder (`default`): lazy translations, dates and
 datetimes (DRF's form, `Z` for UTC), decimals, UUIDs. A document orjson refuses (an integer beyond 64 bits, a
 nesting deeper than 254) and every indented one (`Accept: application/json; indent=4`, the browsable API)
 is written by DRF's renderer as before. (A float NaN, which no serializer here gives, would be written `null`

@@ -133,7 +133,8 @@ class AmongIds(Func):
     unit or its assignee in a subtree) is guessed to keep three rows in four: for a community's 1,000 of 150,000
     letters it read every letter to count them (70–100 ms). `= ANY(ARRAY(…))` is an array computed once, before the
     query runs, that an index scan can take: the same count reads the two indexes (0.25 ms), and a street's page
-    walks its newest letters as before (0.5 ms). Nothing is read from the subquery before the query runs."""
+    walks its newest letters as before (0.5 ms). The array is the database's, made when the query runs: no
+    query is run for it beforehand, and a kept plan (`ListPlan`) keeps no unit ids."""
 
     output_field = BooleanField()
 
