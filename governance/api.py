@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import django_filters
 import django_filters.rest_framework
 from django.db.models import Count, Q
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -554,18 +555,22 @@ class ResidentSerializer(serializers.ModelSerializer):
             "moved_out_on": iso_date(instance.moved_out_on),
         }
 
+    @cached_property
+    def _viewer(self):
+        """The caller, their scope and whether they asked for whole values: the same for every row of an answer."""
+        request = self.context["request"]
+        return request.user, selectors.scope_of(request.user), privacy.wants_whole(request)
+
     def to_representation(self, instance):
         """ID number and phone masked by default; whole for one's own record, and for those who keep the
         building's records when they ask (`?unmask=true`), which the view then logs."""
         data = self.declared_representation(instance)
-        request = self.context["request"]
-        own = instance.id in selectors.scope_of(request.user).resident_ids
-        if own:
+        user, scope, asked_whole = self._viewer
+        if instance.id in scope.resident_ids:  # one's own record
             return data
-        allowed = selectors.can_see_personal_data(
-            request.user, building_path=instance.household.building.path, resident_id=instance.id
-        )
-        if allowed and privacy.wants_whole(request):
+        if asked_whole and selectors.can_see_personal_data(
+            user, building_path=instance.household.building.path, resident_id=instance.id
+        ):
             self.context.get("unmasked", set()).add(instance.id)
             return data
         data["id_number"] = mask_id_number(instance.id_number)

@@ -16,7 +16,8 @@ from django.core.exceptions import EmptyResultSet
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DataError, connections
-from django.db.models import ProtectedError
+from django.db.models import IntegerField, ProtectedError
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -32,6 +33,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError, InvalidInput, NotAllowed
 from .selectors import scope_of
+
+
+def _hashed_count_key(key: str) -> str:
+    return "count:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 class CountedPage(Page):
@@ -74,17 +79,24 @@ class CountingPaginator(Paginator):
                 return qs.order_by()[: settings.EXACT_COUNT + 1].count()
 
             full_count = qs.count
-        key = self.count_key
-        if key is None:
+        if self.count_key is not None:
+            key = self._kept_count_key()
+        else:
             try:
-                key = repr(qs.order_by().query.sql_with_params())
+                key = _hashed_count_key(repr(qs.order_by().query.sql_with_params()))
             except EmptyResultSet:  # a filter that can match nothing (`pk IN ()`)
                 return 0
-        key = "count:" + hashlib.sha256(key.encode()).hexdigest()
         kept = cache.get(key)
         if kept is not None:
             return kept
-        bounded = bounded_count()
+        return self._counted(bounded_count(), full_count, key)
+
+    def _kept_count_key(self):
+        return _hashed_count_key(self.count_key)
+
+    @staticmethod
+    def _counted(bounded, full_count, key):
+        """The count, from the bounded one when it stayed within EXACT_COUNT, else counted in full and kept."""
         if bounded <= settings.EXACT_COUNT:
             return bounded
         found = full_count()
@@ -92,13 +104,40 @@ class CountingPaginator(Paginator):
         return found
 
     def page(self, number):
+        plan = self.object_list
+        if isinstance(plan, ListPlan) and self.count_key is not None and "count" not in self.__dict__:
+            page = self._page_counted(plan, number)
+            if page is not None:
+                return page
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         top = bottom + self.per_page + 1
-        if isinstance(self.object_list, ListPlan):  # the plan reads its rows itself
-            rows = self.object_list.fetch(bottom, top)
+        if isinstance(plan, ListPlan):  # the plan reads its rows itself
+            rows = plan.fetch(bottom, top)
         else:
-            rows = list(self.object_list[bottom:top])
+            rows = list(plan[bottom:top])
+        return self._page_of(rows, number)
+
+    def _page_counted(self, plan, number):
+        """A page of a list with no kept count, read with its bounded count in one query (`fetch_counted`); None
+        when the page must be read as usual (a page number to refuse, a kept count, an empty page but the first)."""
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            return None  # validate_number refuses it in its own words
+        key = self._kept_count_key()
+        if number < 1 or plan.empty or cache.get(key) is not None:
+            return None
+        bottom = (number - 1) * self.per_page
+        rows, bounded = plan.fetch_counted(bottom, bottom + self.per_page + 1)
+        if bounded is None:
+            if number > 1:
+                return None  # past the end: counted as usual, and refused by validate_number
+            bounded = 0  # no first page in the same snapshot as the count: nothing to list
+        self.__dict__["count"] = self._counted(bounded, plan.count_all, key)
+        return self._page_of(rows, self.validate_number(number))
+
+    def _page_of(self, rows, number):
         page = self._get_page(rows[: self.per_page], number, self)
         page.more = len(rows) > self.per_page
         return page
@@ -371,10 +410,11 @@ class ListPlan:
         except EmptyResultSet:  # a filter that can match nothing (`pk IN ()`)
             self.empty = True
             return
-        self._bounded = written_out(
-            self.db, f"SELECT COUNT(*) FROM ({ids_sql} LIMIT {int(settings.EXACT_COUNT) + 1}) subquery", ids_params
-        )
+        bounded_sql = f"SELECT COUNT(*) FROM ({ids_sql} LIMIT {int(settings.EXACT_COUNT) + 1}) subquery"
+        self._bounded_raw = (bounded_sql, tuple(ids_params))
+        self._bounded = written_out(self.db, bounded_sql, ids_params)
         self._all = written_out(self.db, f"SELECT COUNT(*) FROM ({ids_sql}) subquery", ids_params)
+        self.counted_pages = {}
 
     def _run(self, sql, params) -> list:
         with connections[self.db].cursor() as cursor:
@@ -391,14 +431,34 @@ class ListPlan:
         """The rows low..high of `list_columns`: the page's ids first, then their rows (`LightListMixin`)."""
         if self.empty:
             return []
-        compiled = self.pages.get((low, high))
+        return self._compiled(self.pages, low, high, counted=False).rows()
+
+    def fetch_counted(self, low, high) -> tuple[list, int | None]:
+        """The rows low..high and, in the same query, the bounded count (`count_bounded`): one round trip and
+        one statement where the count and the page were two (a grid's residents, a community's letters or
+        boards: lists counted exactly on every request). The count comes with the rows, so a page with no
+        rows gives none (None)."""
+        if self.empty:
+            return [], 0
+        found = self._compiled(self.counted_pages, low, high, counted=True).rows()
+        if not found:
+            return [], None
+        return [row[:-1] for row in found], found[0][-1]
+
+    def _compiled(self, kept, low, high, *, counted) -> "CompiledRows":
+        compiled = kept.get((low, high))
         if compiled is None:
             ids = self.queryset.order_by(*self.ordering).values("pk")[low:high]
             rows = self.queryset.model._base_manager.filter(pk__in=ids).order_by(*self.ordering)
-            compiled = CompiledRows(rows.values_list(*self.columns))
-            if len(self.pages) < 10:
-                self.pages[(low, high)] = compiled
-        return compiled.rows()
+            columns = self.columns
+            if counted:
+                # An uncorrelated scalar subquery: PostgreSQL and SQLite run it once for the statement.
+                rows = rows.annotate(listed_count=RawSQL(*self._bounded_raw, output_field=IntegerField()))
+                columns = [*columns, "listed_count"]
+            compiled = CompiledRows(rows.values_list(*columns))
+            if len(kept) < 10:
+                kept[(low, high)] = compiled
+        return compiled
 
 
 def written_out(alias, sql, params):
