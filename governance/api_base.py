@@ -330,6 +330,8 @@ class LightListMixin:
     the same request asked again soon after."""
 
     list_columns: list = []
+    # Expressions read as columns of the page's rows, each named in `list_columns` (a correlated subquery, say).
+    list_annotations: dict = {}
 
     def complete_rows(self, rows: list) -> list:
         """What the serializer reads beyond `list_columns` (related rows, say), set on the page's light rows."""
@@ -353,7 +355,9 @@ class LightListMixin:
         if kept is not None and now - kept.built < settings.LIST_PLAN_SECONDS:
             plans.move_to_end(key)
             return kept
-        plan = ListPlan(self.filter_queryset(self.get_queryset()), self.list_columns, built=now)
+        plan = ListPlan(
+            self.filter_queryset(self.get_queryset()), self.list_columns, annotations=self.list_annotations, built=now
+        )
         clock = getattr(getattr(self, "filterset_class", None), "clock_filters", ())
         if not any(name in request.query_params for name in clock):
             plans[key] = plan
@@ -395,9 +399,10 @@ class ListPlan:
     clock (`overdue=`: the cases late *now*), since a plan built a minute ago would answer for then; a test
     runs every filter of these lists at two moments and fails for one whose SQL moved and is not declared."""
 
-    def __init__(self, queryset, columns, *, built=0.0):
+    def __init__(self, queryset, columns, *, annotations=None, built=0.0):
         self.built = built
         self.columns = columns
+        self.annotations = annotations or {}
         self.empty = queryset.query.is_empty()  # a scope that can match nothing (`.none()`)
         self.pages = {}
         if self.empty:
@@ -450,6 +455,8 @@ class ListPlan:
         if compiled is None:
             ids = self.queryset.order_by(*self.ordering).values("pk")[low:high]
             rows = self.queryset.model._base_manager.filter(pk__in=ids).order_by(*self.ordering)
+            if self.annotations:
+                rows = rows.annotate(**self.annotations)
             columns = self.columns
             if counted:
                 # An uncorrelated scalar subquery: PostgreSQL and SQLite run it once for the statement.

@@ -92,7 +92,7 @@ def test_category_rows_match_the_declared_fields(categories, street_staff, api):
 
 
 def test_a_page_of_residents_names_each_ones_tags_in_order(city, resident_record, community_staff, api):
-    """The list reads the page's tags in one query; each row has its own, in the tags' order, as the detail."""
+    """The list reads the tags with the page (`TagCodes`); each row has its own, in the tags' order, as the detail."""
     from governance.models import ResidentTag
     from tests.factories import HouseholdFactory, ResidentFactory
 
