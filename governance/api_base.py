@@ -16,8 +16,9 @@ from django.core.exceptions import EmptyResultSet
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DataError, connections
-from django.db.models import IntegerField, ProtectedError
+from django.db.models import F, IntegerField, ProtectedError
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -332,6 +333,9 @@ class LightListMixin:
     list_columns: list = []
     # Expressions read as columns of the page's rows, each named in `list_columns` (a correlated subquery, say).
     list_annotations: dict = {}
+    # A list counted within EXACT_COUNT sorts its rows for a page rather than walk an index in the list's order
+    # (`ListPlan`): for lists whose scope PostgreSQL cannot size, and so walks the whole table's newest rows.
+    sort_small_lists: bool = False
 
     def complete_rows(self, rows: list) -> list:
         """What the serializer reads beyond `list_columns` (related rows, say), set on the page's light rows."""
@@ -356,7 +360,11 @@ class LightListMixin:
             plans.move_to_end(key)
             return kept
         plan = ListPlan(
-            self.filter_queryset(self.get_queryset()), self.list_columns, annotations=self.list_annotations, built=now
+            self.filter_queryset(self.get_queryset()),
+            self.list_columns,
+            annotations=self.list_annotations,
+            sort_small=self.sort_small_lists,
+            built=now,
         )
         clock = getattr(getattr(self, "filterset_class", None), "clock_filters", ())
         if not any(name in request.query_params for name in clock):
@@ -399,10 +407,12 @@ class ListPlan:
     clock (`overdue=`: the cases late *now*), since a plan built a minute ago would answer for then; a test
     runs every filter of these lists at two moments and fails for one whose SQL moved and is not declared."""
 
-    def __init__(self, queryset, columns, *, annotations=None, built=0.0):
+    def __init__(self, queryset, columns, *, annotations=None, sort_small=False, built=0.0):
         self.built = built
         self.columns = columns
         self.annotations = annotations or {}
+        self.sort_small = sort_small
+        self.small = False  # counted within EXACT_COUNT the last time it was counted
         self.empty = queryset.query.is_empty()  # a scope that can match nothing (`.none()`)
         self.pages = {}
         if self.empty:
@@ -427,7 +437,9 @@ class ListPlan:
             return cursor.fetchall()
 
     def count_bounded(self) -> int:
-        return self._run(*self._bounded)[0][0]
+        found = self._run(*self._bounded)[0][0]
+        self.small = found <= settings.EXACT_COUNT
+        return found
 
     def count_all(self) -> int:
         return self._run(*self._all)[0][0]
@@ -448,12 +460,14 @@ class ListPlan:
         found = self._compiled(self.counted_pages, low, high, counted=True).rows()
         if not found:
             return [], None
+        self.small = found[0][-1] <= settings.EXACT_COUNT
         return [row[:-1] for row in found], found[0][-1]
 
     def _compiled(self, kept, low, high, *, counted) -> "CompiledRows":
-        compiled = kept.get((low, high))
+        sort = self.sort_small and self.small
+        compiled = kept.get((low, high, sort))
         if compiled is None:
-            ids = self.queryset.order_by(*self.ordering).values("pk")[low:high]
+            ids = self.queryset.order_by(*(self._sorted_ordering() if sort else self.ordering)).values("pk")[low:high]
             rows = self.queryset.model._base_manager.filter(pk__in=ids).order_by(*self.ordering)
             if self.annotations:
                 rows = rows.annotate(**self.annotations)
@@ -464,8 +478,22 @@ class ListPlan:
                 columns = [*columns, "listed_count"]
             compiled = CompiledRows(rows.values_list(*columns))
             if len(kept) < 10:
-                kept[(low, high)] = compiled
+                kept[(low, high, sort)] = compiled
         return compiled
+
+    def _sorted_ordering(self) -> list:
+        """The list's order, its columns but the primary key written so that no index gives it (`COALESCE(x,
+        x)`): PostgreSQL reads the list's rows by its scope and sorts them, where it would walk the index of the
+        order through rows of every scope. The same order (a column equal to itself), the same rows."""
+        terms = []
+        for term in self.ordering:
+            name = term.lstrip("-") if isinstance(term, str) else None
+            if name is None or name in ("pk", "id", self.queryset.model._meta.pk.name):
+                terms.append(term)
+                continue
+            expression = Coalesce(F(name), F(name))
+            terms.append(expression.desc() if term.startswith("-") else expression.asc())
+        return terms
 
 
 def written_out(alias, sql, params):

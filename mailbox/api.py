@@ -435,6 +435,10 @@ class LetterViewSet(
 
     filterset_class = LetterFilter
     list_columns = LIST_COLUMNS
+    # The letters' scope is two arrays of unit ids (`letters_visible_to`) whose letters PostgreSQL cannot count
+    # ahead: it walked the city's newest letters for a community's page (6 ms on the city); a list counted small
+    # is sorted from its own rows instead.
+    sort_small_lists = True
     flow = services.LETTER_FLOW
     transitions = TRANSITIONS
     object_kwarg = "letter"

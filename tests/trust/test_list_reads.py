@@ -227,6 +227,34 @@ def test_a_small_list_is_counted_in_the_query_of_its_page(settings, make_case, s
     assert kept["count"] == 5 and len(cases) == 1 and "COUNT(*)" not in cases[0], cases
 
 
+def test_a_small_list_of_letters_is_sorted_from_its_own_rows(make_letter, secretary, api):
+    """Once a list is counted within EXACT_COUNT its pages sort the list's own rows (no index walk in the list's
+    order): the same letters in the same order, ties on the minute broken by id as before."""
+    import datetime as dt
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now().replace(second=0, microsecond=0)
+    made = [  # two and two written in the same minute
+        make_letter(now=now - dt.timedelta(minutes=i // 2), subject=f"第{i}封", body=f"第{i}封信：楼道灯坏了一个月。")
+        for i in range(5)
+    ]
+    expected = [letter.pk for letter in sorted(made, key=lambda letter: (letter.created_at, letter.pk), reverse=True)]
+    client = api(secretary)
+
+    def read(n):
+        with CaptureQueriesContext(connection) as queries:
+            rows = [row["id"] for row in client.get(f"/api/v1/letters/?page_size=2&page={n}").json()["results"]]
+        return rows, " ".join(q["sql"] for q in queries)
+
+    first, sql = read(1)
+    assert "COALESCE" not in sql  # not yet counted: the index walk
+    pages = [read(n) for n in (1, 2, 3)]
+    assert all("COALESCE" in sql for _rows, sql in pages)
+    assert first + pages[1][0] + pages[2][0] == [pk for rows, _sql in pages for pk in rows] == expected
+
+
 def public_ids(client):
     return [row["id"] for row in client.get("/api/v1/public/letters/").json()["results"]]
 
