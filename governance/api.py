@@ -634,12 +634,19 @@ class TagCodes(Expression):
     def _parts(self, connection):
         """The code column, the FROM and WHERE of the resident's tags, and their order."""
         quote = connection.ops.quote_name
-        links, tags = Resident.tags.through._meta.db_table, ResidentTag._meta.db_table
+        links = Resident.tags.through._meta
+        tag, resident = links.get_field("residenttag").column, links.get_field("resident").column
+        column = ResidentTag._meta.get_field
+        order = ", ".join(
+            f"t.{quote(column(name.lstrip('-')).column)}{' DESC' if name.startswith('-') else ''}"
+            for name in ResidentTag._meta.ordering
+        )
         return (
-            f"t.{quote('code')}",
-            f"FROM {quote(links)} rt INNER JOIN {quote(tags)} t ON t.{quote('id')} = rt.{quote('residenttag_id')}"
-            f" WHERE rt.{quote('resident_id')} = {quote(Resident._meta.db_table)}.{quote('id')}",
-            ", ".join(f"t.{quote(name)}" for name in ResidentTag._meta.ordering),
+            f"t.{quote(column('code').column)}",
+            f"FROM {quote(links.db_table)} rt INNER JOIN {quote(ResidentTag._meta.db_table)} t"
+            f" ON t.{quote(ResidentTag._meta.pk.column)} = rt.{quote(tag)}"
+            f" WHERE rt.{quote(resident)} = {quote(Resident._meta.db_table)}.{quote(Resident._meta.pk.column)}",
+            order,
         )
 
     def as_sql(self, compiler, connection):

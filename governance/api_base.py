@@ -121,15 +121,20 @@ class CountingPaginator(Paginator):
 
     def _page_counted(self, plan, number):
         """A page of a list with no kept count, read with its bounded count in one query (`fetch_counted`); None
-        when the page must be read as usual (a page number to refuse, a kept count, an empty page but the first)."""
+        when the page must be read as usual (a page number to refuse, a page beyond what a bounded count can
+        reach, a kept count, an empty page but the first)."""
         try:
             number = int(number)
         except (TypeError, ValueError):
             return None  # validate_number refuses it in its own words
-        key = self._kept_count_key()
-        if number < 1 or plan.empty or cache.get(key) is not None:
-            return None
         bottom = (number - 1) * self.per_page
+        if number < 1 or bottom > settings.EXACT_COUNT or plan.empty:
+            return None  # past any list counted within EXACT_COUNT: counted first, as Django's paginator does
+        key = self._kept_count_key()
+        kept = cache.get(key)
+        if kept is not None:
+            self.__dict__["count"] = kept  # looked up once
+            return None
         rows, bounded = plan.fetch_counted(bottom, bottom + self.per_page + 1)
         if bounded is None:
             if number > 1:
@@ -485,10 +490,12 @@ class ListPlan:
         """The list's order, its columns but the primary key written so that no index gives it (`COALESCE(x,
         x)`): PostgreSQL reads the list's rows by its scope and sorts them, where it would walk the index of the
         order through rows of every scope. The same order (a column equal to itself), the same rows."""
+        meta = self.queryset.model._meta
         terms = []
         for term in self.ordering:
             name = term.lstrip("-") if isinstance(term, str) else None
-            if name is None or name in ("pk", "id", self.queryset.model._meta.pk.name):
+            field = meta.get_field(name) if name and "__" not in name and name != "pk" else None
+            if field is None or field.primary_key or field.is_relation:  # a relation orders by its model's order
                 terms.append(term)
                 continue
             expression = Coalesce(F(name), F(name))

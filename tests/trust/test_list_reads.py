@@ -213,6 +213,8 @@ def test_a_small_list_is_counted_in_the_query_of_its_page(settings, make_case, s
     assert client.get("/api/v1/cases/?page_size=2&page=4").status_code == 404
     assert client.get("/api/v1/cases/?page_size=2&page=0").status_code == 404
     assert client.get("/api/v1/cases/?page_size=2&page=x").status_code == 404
+    assert client.get("/api/v1/cases/?page_size=2&page=500000000000000000000").status_code == 404
+    assert client.get("/api/v1/cases/?page_size=2&state=reported&page=600").status_code == 404  # a new question
     seen = [
         row["id"] for n in (1, 2, 3) for row in client.get(f"/api/v1/cases/?page_size=2&page={n}").json()["results"]
     ]
