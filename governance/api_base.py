@@ -12,7 +12,7 @@ import django_filters
 import django_filters.rest_framework
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DataError, connections
@@ -494,7 +494,10 @@ class ListPlan:
         terms = []
         for term in self.ordering:
             name = term.lstrip("-") if isinstance(term, str) else None
-            field = meta.get_field(name) if name and "__" not in name and name != "pk" else None
+            try:
+                field = meta.get_field(name) if name and "__" not in name and name != "pk" else None
+            except FieldDoesNotExist:  # an annotation, say: left as it is
+                field = None
             if field is None or field.primary_key or field.is_relation:  # a relation orders by its model's order
                 terms.append(term)
                 continue

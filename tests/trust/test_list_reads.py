@@ -257,6 +257,22 @@ def test_a_small_list_of_letters_is_sorted_from_its_own_rows(make_letter, secret
     assert first + pages[1][0] + pages[2][0] == [pk for rows, _sql in pages for pk in rows] == expected
 
 
+def test_a_sorted_small_list_keeps_every_term_it_cannot_rewrite(city, make_case):
+    """Only a plain column of the model is written as `COALESCE(x, x)`; the primary key, a relation (ordered by its
+    own model's order), a lookup across relations and an annotation are left as they are."""
+    from django.db.models import F
+
+    from governance.api_base import ListPlan
+
+    make_case()
+    cases = Case.objects.annotate(newest=F("created_at")).order_by(
+        "-newest", "grid", "grid__path", "-created_at", "-id"
+    )
+    terms = ListPlan(cases, ["id"], sort_small=True)._sorted_ordering()
+    assert terms[:3] == ["-newest", "grid", "grid__path"] and terms[4] == "-id"
+    assert "COALESCE" in str(Case.objects.order_by(terms[3]).values("pk").query)
+
+
 def public_ids(client):
     return [row["id"] for row in client.get("/api/v1/public/letters/").json()["results"]]
 
