@@ -132,7 +132,7 @@ BUILD_SQL = [
       number, title, description, address, urgency, source, state, closed_reason, created_at, accepted_at,
       dispatched_at, signed_at, handled_at, verified_at, closed_at, sign_deadline, handle_deadline, sign_overdue,
       handle_overdue, handled_on_time, sign_seconds, handle_seconds, extension_reason, rework_count, reopen_count,
-      send_back_count, support_count, rating, rating_comment, rated_at, grid_id, holder_unit_id,
+      send_back_count, support_count, rating, rating_comment, rated_at, grid_id, community_id, street_id, holder_unit_id,
       holder_department_id, reporter_id, category_id)
     SELECT
       %(prefix)s || lpad((row_number() OVER (ORDER BY created_at))::text, 7, '0'), '压测事件', '基准测试生成的事件。', '', 'normal',
@@ -164,7 +164,7 @@ BUILD_SQL = [
         CASE WHEN u7 < 0.60 THEN 5 WHEN u7 < 0.85 THEN 4 WHEN u7 < 0.93 THEN 3 WHEN u7 < 0.97 THEN 2 ELSE 1 END END,
       '',
       CASE WHEN kind <> 'void' AND st = 4 AND u5 < 0.85 THEN verified_at + u6 * interval '3 days' END,
-      grid_id,
+      grid_id, community_id, street_id,
       CASE WHEN kind = 'dispatch' AND st = 0 AND u2 < 0.3 THEN street_id
            WHEN kind = 'dispatch' THEN NULL ELSE community_id END,
       CASE WHEN kind = 'dispatch' AND (st >= 1 OR u2 >= 0.3) THEN departments[didx] END,

@@ -184,10 +184,11 @@ def _case_counts_by_community(month: dt.date) -> dict:
     from grids.models import Case
 
     cases = Case.objects.filter(grid__level=Level.GRID, created_at__gte=_trend_start(month)).values(
-        community=Substr("grid__path", 1, 2 * STEP), month=_case_month()
+        community_path=Substr("grid__path", 1, 2 * STEP), month=_case_month()
     )
     return {
-        (r["community"], _month_key(r["month"])): {name: r[name] for name in TREND_COUNTS} for r in _trend_counts(cases)
+        (r["community_path"], _month_key(r["month"])): {name: r[name] for name in TREND_COUNTS}
+        for r in _trend_counts(cases)
     }
 
 

@@ -112,12 +112,31 @@ def letter_unit_checks() -> list[tuple[str, str, str]]:
     ]
 
 
+def case_unit_checks() -> list[tuple[str, str, str]]:
+    """A case keeps its grid's community and street (grids.models.Case.community): who sees it is read from them."""
+    case = apps.get_model("grids", "Case")._meta.db_table
+    unit = apps.get_model("governance", "Unit")._meta.db_table
+    step = apps.get_model("governance", "Unit").steplen
+    return [
+        (
+            "grids.units",
+            "事件所记的社区、街道与其网格的一致",
+            f"""SELECT c.id FROM {case} c
+                JOIN {unit} g ON g.id = c.grid_id
+                JOIN {unit} cu ON cu.id = c.community_id
+                JOIN {unit} su ON su.id = c.street_id
+                WHERE cu.path <> SUBSTR(g.path, 1, {2 * step}) OR su.path <> SUBSTR(g.path, 1, {step})""",
+        ),
+    ]
+
+
 def all_checks() -> list[tuple[str, str, str]]:
     return [
         *ledger_checks(),
         *workflow_checks("grids", "Case", "CaseEvent", "case_id"),
         *workflow_checks("mailbox", "Letter", "LetterEvent", "letter_id"),
         *letter_unit_checks(),
+        *case_unit_checks(),
     ]
 
 

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import signals
 from .errors import DomainError, InvalidInput
 from .models import (
     CHILD_LEVEL,
@@ -132,6 +133,7 @@ def unit_move(*, by: User, unit: Unit, parent: Unit) -> Unit:
         return unit  # already there
     Unit.objects.move(unit, parent, "last-child")
     unit.refresh_from_db()
+    signals.unit_moved.send(sender=Unit, unit=unit)  # in the same transaction: what keeps its units follows
     return unit
 
 

@@ -29,7 +29,7 @@ from governance.api_base import (
     WorkflowEventSerializer,
     add_transition_routes,
 )
-from governance.models import Department, Level, Resident, Unit
+from governance.models import Department, Resident, Unit
 from governance.selectors import scope_of
 from governance.uploads import serve_file
 from governance.validators import MAX_ID, parse_id
@@ -420,20 +420,18 @@ class EventSerializer(WorkflowEventSerializer):
 
 
 class GridSubtreeFilter(UnitSubtreeFilter):
-    """`unit=<id>` for cases: the cases of the grids in that subtree. Naming the level as well lets PostgreSQL
-    estimate the prefix scan of the grids well (a street's count: 5 ms instead of 38 ms on the city). When the
-    caller's scope is that very subtree (staff listing their own street, community or grid), the path condition
-    is the scope's already and is not repeated (`selectors.is_exactly_the_subtree`)."""
+    """`unit=<id>` for cases: the cases of the grids in that subtree (of a building: filed at it), by the unit
+    column of the case at its level (`selectors.in_unit`). When the caller's scope is that very subtree (staff
+    listing their own street, community or grid), the condition is the scope's already and is not repeated
+    (`selectors.is_exactly_the_subtree`)."""
 
     def filter(self, qs, value):
         if not value:
             return qs
-        if value.level == Level.BUILDING:
-            return qs.filter(building=value)
         request = self.parent.request if self.parent is not None else None
-        if request is None or not selectors.is_exactly_the_subtree(scope_of(request.user), value.path):
-            qs = super().filter(qs, value)
-        return qs.filter(grid__level=Level.GRID)
+        if request is not None and selectors.is_exactly_the_subtree(scope_of(request.user), value.path):
+            return qs
+        return qs.filter(selectors.in_unit(len(value.path) // Unit.steplen, value.pk))
 
 
 class CaseFilter(FilterSet):

@@ -7,10 +7,13 @@ class GridsConfig(AppConfig):
     verbose_name = _("网格事件")
 
     def ready(self):
-        from governance import catalogues
+        from governance import catalogues, signals
 
         from . import navigation  # noqa: F401  (registers the navigation entries)
         from .models import CaseCategory
+        from .services import cases_follow_unit
+
+        signals.unit_moved.connect(cases_follow_unit, dispatch_uid="grids.cases_follow_unit")
 
         catalogues.register(
             CaseCategory,

@@ -104,6 +104,14 @@ class Case(Rated):
     description = models.TextField(_("描述"), max_length=2000)
     category = models.ForeignKey(CaseCategory, on_delete=models.PROTECT, related_name="cases", verbose_name=_("分类"))
     grid = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="cases", verbose_name=_("网格"))
+    # The grid's community and street, kept on the case (set when it is filed, moved with its grid by
+    # `governance.services.unit_move`): a community's or a street's newest cases are then the first entries of
+    # one index, where through the grid's path PostgreSQL walked the city's newest cases or sorted the
+    # community's thousands (`selectors.cases_visible_to`; `check_invariants` checks that they agree).
+    community = models.ForeignKey(
+        Unit, on_delete=models.PROTECT, related_name="+", verbose_name=_("社区"), db_index=False
+    )
+    street = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="+", verbose_name=_("街道"), db_index=False)
     building = models.ForeignKey(
         Unit, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("楼栋")
     )
@@ -167,6 +175,8 @@ class Case(Rated):
             # page's rows are read from the table (`governance.api_base.ListPlan.fetch`): 3 ms instead of 13 ms for a
             # community's 4,000 cases on the city.
             models.Index(fields=["grid", "created_at", "id"], name="case_grid_created_id"),
+            models.Index(fields=["community", "created_at", "id"], name="case_community_created_id"),
+            models.Index(fields=["street", "created_at", "id"], name="case_street_created_id"),
             models.Index(fields=["state", "handle_deadline"], name="case_state_deadline"),
             models.Index(fields=["holder_department", "state"], name="case_department_state"),
         ]

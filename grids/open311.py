@@ -219,7 +219,7 @@ def service_definition(request, service_code, *, fmt):
 
 def _requests_of(street: Unit):
     return (
-        Case.objects.filter(grid__path__startswith=street.path, category__is_public=True)
+        Case.objects.filter(street=street, category__is_public=True)
         .select_related("category", "grid", "holder_unit", "holder_department")
         .annotate(updated=Max("events__created_at"))
     )

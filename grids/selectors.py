@@ -1,12 +1,14 @@
 """Reads for cases: who sees which case, who may take which action on it, possible duplicates, and the KPIs."""
 
 import datetime as dt
+from functools import reduce
+from operator import or_
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from governance.models import Role, Unit
-from governance.selectors import STEP, Scope, scope_of, under
+from governance.selectors import STEP, Scope, scope_of
 
 from .models import OPEN_STATES, Case, CaseCategory, CaseDispatch, CaseState
 
@@ -20,7 +22,7 @@ def cases_visible_to(user) -> QuerySet[Case]:
     scope = scope_of(user)
     if scope.is_admin:
         return Case.objects.all()
-    q = under(scope.paths(), "grid__path") if scope.paths() else Q(pk__in=[])
+    q = reduce(or_, (in_unit(depth, unit_id) for unit_id, depth in _scope_units(scope)), Q(pk__in=[]))
     if scope.department_ids:
         q |= Q(Exists(CaseDispatch.objects.filter(case=OuterRef("pk"), department_id__in=scope.department_ids)))
     if scope.resident_ids:
@@ -29,11 +31,30 @@ def cases_visible_to(user) -> QuerySet[Case]:
     return Case.objects.filter(q)
 
 
+# A case's units by depth: its street, community and grid are columns of the case (`Case.community`).
+_CASE_UNIT = {1: "street_id", 2: "community_id", 3: "grid_id", 4: "building_id"}
+
+
+def in_unit(depth: int, unit_id: int) -> Q:
+    """The cases of the grids under the unit (a street, a community, a grid), or filed at it (a building): one
+    equality on an indexed column of the case, whose newest cases are then the first entries of its index."""
+    return Q(**{_CASE_UNIT[depth]: unit_id})
+
+
+def _scope_units(scope: Scope):
+    """(unit id, depth) of the units the scope's unit-bound positions are held at, down to grids (a position
+    at a building sees no cases through it: cases belong to grids)."""
+    for unit_id, path in scope.own_units.items():
+        depth = len(path) // STEP
+        if depth <= 3:
+            yield unit_id, depth
+
+
 def is_exactly_the_subtree(scope: Scope, path: str) -> bool:
     """Whether `cases_visible_to` gives exactly the cases of the grids under `path`: one unit-bound position,
     there, and nothing else (no department, no resident, not an administrator). A `unit=` filter naming that
-    unit then adds nothing, and is better left out: PostgreSQL would multiply the selectivity of the same
-    path condition twice and plan a street's 95,000 cases as if they were 1,200."""
+    unit then adds nothing, and is left out: PostgreSQL would multiply the selectivity of the same condition
+    twice and plan a street's 95,000 cases as if they were 9,500."""
     return not scope.is_admin and scope.paths() == (path,) and not scope.department_ids and not scope.resident_ids
 
 

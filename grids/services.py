@@ -202,7 +202,8 @@ def case_file(
     if not description:
         raise InvalidInput(_("请填写事件描述。"), field="description")
     photos = check_photos(photos)
-    community = Unit.objects.get(path=grid.path[: 2 * STEP])
+    above = {u.path: u for u in Unit.objects.filter(path__in=(grid.path[:STEP], grid.path[: 2 * STEP]))}
+    community, street = above[grid.path[: 2 * STEP]], above[grid.path[:STEP]]
     case = Case.objects.create(
         title=title,
         description=description,
@@ -217,6 +218,8 @@ def case_file(
         reporter=by,
         affected_resident=affected_resident,
         holder_unit=community,
+        community=community,
+        street=street,
         created_at=now,
     )
     case.number = f"SJ-{timezone.localtime(now).year}-{case.pk:06d}"
@@ -227,6 +230,18 @@ def case_file(
         return case_resolve_on_site(case=case, by=by, note=resolved_on_site, now=now)
     _notify_unit_staff(case, community, (Role.COMMUNITY_STAFF, Role.SECRETARY), "case_new", _("新事件待分流"))
     return case
+
+
+def cases_follow_unit(*, unit: Unit, **kwargs) -> None:
+    """A grid or a community has moved (`governance.signals.unit_moved`): its cases take their grid's new
+    community and street, in one UPDATE."""
+    if unit.level == Level.GRID:
+        above = {u.path: u.pk for u in Unit.objects.filter(path__in=(unit.path[:STEP], unit.path[: 2 * STEP]))}
+        Case.objects.filter(grid=unit).update(
+            community_id=above[unit.path[: 2 * STEP]], street_id=above[unit.path[:STEP]]
+        )
+    elif unit.level == Level.COMMUNITY:
+        Case.objects.filter(community=unit).update(street_id=Unit.objects.get(path=unit.path[:STEP]).pk)
 
 
 # --- Triage at the community, the street's whistle -------------------------------------------------------

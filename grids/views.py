@@ -87,7 +87,7 @@ def case_list(request):
         cases = cases.filter(Q(category_id=data["category"]) | Q(category__parent_id=data["category"]))
     if data.get("unit"):
         unit = Unit.objects.filter(pk=data["unit"]).only("path").first()
-        cases = cases.filter(grid__path__startswith=unit.path) if unit else cases.none()
+        cases = cases.filter(selectors.in_unit(len(unit.path) // Unit.steplen, unit.pk)) if unit else cases.none()
     if data.get("overdue"):
         cases = cases.filter(_overdue_q(now))
     if data.get("mine"):

@@ -55,6 +55,44 @@ def test_a_case_outside_the_scope_is_404_for_reading_and_for_every_action(api, p
     assert case.state == CaseState.REPORTED
 
 
+def test_the_cases_of_a_moved_grid_or_community_follow_it_to_its_new_community_and_street(
+    api, personas, make_case, city, community_staff, admin_user
+):
+    """A case keeps its grid's community and street (`Case.community`, `Case.street`): when an administrator
+    moves the grid, or its community, the case is listed where the grid now is, and no longer where it was."""
+    from governance import invariants
+    from governance import services as governance_services
+    from tests.conftest import _person
+
+    in_g2 = make_case(by=community_staff, grid=city.g2)
+    in_g3 = make_case(by=personas["grid_worker_2"], grid=city.g3)
+    c3_staff = _person("c3_staff", "第三社区工作者", role="community_staff", unit=city.c3)
+    admin, street_1, street_2 = api(admin_user), api(personas["street_staff"]), api(personas["outsider"])
+    assert numbers(api(community_staff).get(URL)) == {in_g2.number}
+    assert numbers(api(c3_staff).get(URL)) == set()
+
+    governance_services.unit_move(by=admin_user, unit=city.g2, parent=city.c3)  # to the other street's community
+    in_g2.refresh_from_db()
+    assert (in_g2.community_id, in_g2.street_id) == (city.c3.pk, city.s2.pk)
+    assert numbers(api(community_staff).get(URL)) == set()
+    assert numbers(api(c3_staff).get(URL)) == {in_g2.number}
+    assert numbers(street_1.get(URL)) == {in_g3.number}
+    assert numbers(street_2.get(URL)) == {in_g2.number}
+    assert numbers(admin.get(URL, {"unit": city.c1.pk})) == set()
+    assert numbers(admin.get(URL, {"unit": city.c3.pk})) == {in_g2.number}
+    assert numbers(admin.get(URL, {"unit": city.s2.pk})) == {in_g2.number}
+    assert numbers(admin.get(URL, {"unit": city.g2.pk})) == {in_g2.number}
+
+    governance_services.unit_move(by=admin_user, unit=city.c2, parent=city.s2)  # a community, with its grids
+    in_g3.refresh_from_db()
+    assert (in_g3.community_id, in_g3.street_id) == (city.c2.pk, city.s2.pk)
+    assert numbers(street_1.get(URL)) == set()
+    assert numbers(street_2.get(URL)) == {in_g2.number, in_g3.number}
+    assert numbers(api(personas["grid_worker_2"]).get(URL)) == {in_g3.number}
+    assert numbers(admin.get(URL, {"unit": city.s1.pk})) == set()
+    assert all(finding.ok for finding in invariants.run())
+
+
 def test_anonymous_gets_401(api, make_case):
     case = make_case()
     assert api().get(URL).status_code == 401

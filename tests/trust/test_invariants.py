@@ -42,7 +42,7 @@ def failed(findings) -> dict:
 def test_all_invariants_hold_on_data_written_through_the_services(some_of_everything, capsys):
     assert failed(invariants.run()) == {}
     call_command("check_invariants")
-    assert "all 12 invariants hold" in capsys.readouterr().out
+    assert "all 13 invariants hold" in capsys.readouterr().out
 
 
 def test_a_kept_balance_that_drifted_from_its_entries_is_found(some_of_everything):
@@ -61,6 +61,17 @@ def test_a_letter_to_a_unit_deeper_than_letters_go_is_found(some_of_everything, 
     Letter.objects.filter(pk=letter.pk).update(assignee_unit=city.g1, unit=city.g1)
     assert failed(invariants.run()) == {"mailbox.units": [letter.pk]}
     Letter.objects.filter(pk=letter.pk).update(unit=city.c1)
+    assert failed(invariants.run()) == {}
+
+
+def test_a_case_whose_community_or_street_is_not_its_grids_is_found(some_of_everything, city):
+    """Who sees a case is read from the community and street kept on it (grids.selectors.cases_visible_to)."""
+    case = Case.objects.filter(state="in_progress").get()
+    Case.objects.filter(pk=case.pk).update(community=city.c2)
+    assert failed(invariants.run()) == {"grids.units": [case.pk]}
+    Case.objects.filter(pk=case.pk).update(community=city.c1, street=city.s2)
+    assert failed(invariants.run()) == {"grids.units": [case.pk]}
+    Case.objects.filter(pk=case.pk).update(street=city.s1)
     assert failed(invariants.run()) == {}
 
 
@@ -113,7 +124,7 @@ def test_a_dump_restores_into_a_new_database_where_the_invariants_and_the_ledger
 
         result = check()
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "all 12 invariants hold" in result.stdout
+        assert "all 13 invariants hold" in result.stdout
         migrations = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--check"], cwd=ROOT, env=env, capture_output=True, text=True
         )

@@ -1,0 +1,7 @@
+"""Signals of the hierarchy, for the apps that keep copies of it (governance imports none of them)."""
+
+from django.dispatch import Signal
+
+# `unit` (a community or a grid) and its subtree have just moved under another parent, in the mover's
+# transaction: the cases keep their grid's community and street (`grids.services.cases_follow_unit`).
+unit_moved = Signal()
