@@ -218,6 +218,7 @@ REST_FRAMEWORK = {
         "governance.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "governance.renderers.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "governance.api_base.Pagination",
     "DEFAULT_FILTER_BACKENDS": ["governance.api_base.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

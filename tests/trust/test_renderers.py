@@ -58,3 +58,30 @@ def test_the_api_answers_with_it(api, street_staff):
     assert response.status_code == 200
     assert isinstance(response.accepted_renderer, JSONRenderer)
     assert response.content == DRFJSONRenderer().render(response.data)
+
+
+def test_the_renderer_is_chosen_as_drf_chooses_it():
+    """`ContentNegotiation` answers the common requests (anything, or JSON) itself; every answer is DRF's."""
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.renderers import BrowsableAPIRenderer
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from governance.renderers import ContentNegotiation
+
+    def chosen(negotiation, renderers, suffix, path, **headers):
+        request = Request(APIRequestFactory().get(path, **headers))
+        try:
+            renderer, media_type = negotiation.select_renderer(request, renderers, suffix)
+        except Exception as error:  # noqa: BLE001 - the refusal is compared too
+            return type(error).__name__
+        return type(renderer), media_type
+
+    lists = [[JSONRenderer(), BrowsableAPIRenderer()], [BrowsableAPIRenderer(), JSONRenderer()], [JSONRenderer()]]
+    accepts = [None, "*/*", "application/json", "text/html", "application/json; indent=4", "text/csv", "", "*/*;q=0.8"]
+    for renderers in lists:
+        for accept in accepts:
+            for suffix, path in [(None, "/x/"), (None, "/x/?format=api"), (None, "/x/?format=json"), ("json", "/x/")]:
+                headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+                ours = chosen(ContentNegotiation(), renderers, suffix, path, **headers)
+                assert ours == chosen(DefaultContentNegotiation(), renderers, suffix, path, **headers), (accept, path)
