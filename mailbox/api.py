@@ -358,11 +358,23 @@ class LetterEventSerializer(WorkflowEventSerializer):
         model = LetterEvent
 
 
+class LetterUnitFilter(UnitSubtreeFilter):
+    """`unit=<id>`: the letters to the units of that subtree. When the caller's scope is one office position at
+    that very unit, the list's queryset is those letters already (`LetterViewSet.get_queryset`,
+    `selectors.office_letters_of`) and the filter adds nothing."""
+
+    def filter(self, qs, value):
+        request = self.parent.request if self.parent is not None else None
+        if value and request is not None and getattr(request, "_office_letters_of", None) == value.path:
+            return qs
+        return super().filter(qs, value)
+
+
 class LetterFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=LetterState.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     category = django_filters.ModelChoiceFilter(queryset=LetterCategory.objects.all())
-    unit = UnitSubtreeFilter(lookup="unit__path")
+    unit = LetterUnitFilter(lookup="unit__path")
     overdue = django_filters.rest_framework.BooleanFilter(method="filter_overdue")
     open = django_filters.rest_framework.BooleanFilter(
         method="filter_open", label=gettext_lazy("未办结（受理、承办或审核中）")
@@ -447,12 +459,26 @@ class LetterViewSet(
     def get_queryset(self):
         qs = selectors.letters_visible_to(self.request.user).select_related("unit", "writer")
         if self.action == "list":
-            qs = qs.only(*LIST_COLUMNS)
+            office = self._office_letters()
+            qs = (qs if office is None else office).only(*LIST_COLUMNS)
         else:
             qs = qs.select_related(
                 "writer__household__building", "assignee_unit", "assignee_department", "case", "replied_by"
             ).prefetch_related("attachments")
         return qs.order_by("-created_at", "-id")
+
+    def _office_letters(self):
+        """The scope and `unit=` asked as one (`selectors.office_letters_of`), when `unit=` names the unit of the
+        caller's one office position; the filter then leaves it (`LetterUnitFilter`)."""
+        request = self.request
+        scope = scope_of(request.user)
+        named = request.query_params.get("unit", "")
+        path = scope.own_units.get(int(named)) if named.isascii() and named.isdigit() else None
+        found = selectors.office_letters_of(scope, path) if path else None
+        if found is not None:
+            request._office_letters_of = path
+            return found.select_related("unit", "writer")
+        return None
 
     def get_serializer_class(self):
         if self.action == "list":

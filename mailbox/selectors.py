@@ -53,6 +53,23 @@ def letters_visible_to(user) -> QuerySet[Letter]:
     return Letter.objects.filter(q)
 
 
+def office_letters_of(scope: Scope, path: str) -> QuerySet[Letter] | None:
+    """The letters that `letters_visible_to` and `unit=` naming the unit at `path` give together, when the scope
+    is one office position there and nothing else: the letters to the units of that subtree, exactly.
+
+    Such a scope is the letters to the subtree's units or assigned to a unit in it; `unit=` keeps those written to
+    the subtree's units, so what is left is the first part alone (letters are written to streets and communities
+    only, `LETTER_UNIT_DEPTH`). Asked as that, PostgreSQL walks the newest letters checking one short array of
+    units where it checked two, the second a street's 350 units, one by one for each letter walked (a street's page:
+    0.33 ms → 0.2 ms), and joins no unit for the filter's path. None for any other scope: then both stay."""
+    if scope.is_admin or scope.department_ids or scope.resident_ids or not scope.unit_paths:
+        return None
+    if set(scope.unit_paths) - set(OFFICE_ROLES) or set(scope.paths()) != {path}:
+        return None
+    units = Unit.objects.filter(under([path]), depth__lte=LETTER_UNIT_DEPTH)
+    return Letter.objects.filter(AmongIds("unit_id", units.values("id")))
+
+
 def public_letters() -> QuerySet[Letter]:
     """What anyone may read without logging in: published letters whose writer allowed it (both, always)."""
     return Letter.objects.filter(published=True, allow_publication=True)

@@ -278,6 +278,47 @@ def test_list_filters(api, make_letter, secretary):
     assert LetterState.SUBMITTED == "submitted"
 
 
+def test_unit_naming_the_callers_own_office_gives_the_letters_to_that_subtree(
+    api, make_letter, city, street_staff, secretary, outsider, admin_user
+):
+    """Staff naming their own unit (`selectors.office_letters_of`): the letters written to its subtree, as the
+    scope and the filter give together, read without the assignee units; the answer is the same as before."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from governance import services as governance_services
+
+    to_c1 = make_letter(subject="写给社区")
+    assigned = make_letter("assigned", subject="交办网格")  # to C1, assigned to G1
+    to_street = make_letter(unit=city.s1, subject="写给街道")
+    governance_services.unit_move(by=admin_user, unit=city.g1, parent=city.c3)  # G1 and its assignment to S2
+
+    def ids(user, **params):
+        response = api(user).get(URL, params)
+        assert response.status_code == 200, response.content
+        return {row["id"] for row in response.json()["results"]}
+
+    assert ids(outsider) == {assigned.pk}  # assigned to a grid of theirs now, written to another street
+    assert ids(outsider, unit=city.s2.pk) == set()  # not written to their street
+    assert ids(outsider, unit=city.g1.pk) == set()  # written to no unit under the grid
+    assert ids(street_staff) == ids(street_staff, unit=city.s1.pk) == {to_c1.pk, assigned.pk, to_street.pk}
+    assert ids(street_staff, unit=city.c1.pk) == {to_c1.pk, assigned.pk}
+    assert ids(secretary, unit=city.c1.pk) == ids(secretary) == {to_c1.pk, assigned.pk}
+    assert ids(admin_user, unit=city.s1.pk) == {to_c1.pk, assigned.pk, to_street.pk}
+    assert ids(admin_user, unit=city.s2.pk) == set()
+
+    with CaptureQueriesContext(connection) as queries:
+        ids(street_staff, unit=city.s1.pk)
+    page = next(q["sql"] for q in queries if "mailbox_letter" in q["sql"] and "LIMIT 21" in q["sql"])
+    page_ids = page[page.index('"mailbox_letter"."id" IN (') :]
+    assert "assignee_unit_id" not in page_ids and "governance_unit" in page_ids, page
+    assert 'JOIN "governance_unit"' not in page_ids, page  # the filter's join on the unit's path is left out
+    with CaptureQueriesContext(connection) as queries:
+        ids(street_staff, unit=city.c1.pk)  # another unit than their own: the scope and the filter, both
+    page = next(q["sql"] for q in queries if "mailbox_letter" in q["sql"] and "LIMIT 21" in q["sql"])
+    assert "assignee_unit_id" in page[page.index('"mailbox_letter"."id" IN (') :]
+
+
 def test_the_office_calling_a_writer_back_sees_the_whole_number_and_it_is_logged(api, make_letter, secretary, resident):
     from governance.models import PersonalDataAccess
 
