@@ -332,13 +332,15 @@ class Tally(models.Model):
         ]
         indexes = [
             # The boards read the first BOARD_MAX_ROWS places only: a million rows a month need not all be indexed.
+            # In the boards' order (place, then resident: `points.api.boards_rows`), so a board's first rows
+            # are its first index entries, with no sort of the residents sharing a place.
             models.Index(
-                fields=["month", "scheme", "community", "rank_in_community"],
+                fields=["month", "scheme", "community", "rank_in_community", "resident"],
                 name="tally_board_community",
                 condition=Q(rank_in_community__gte=1, rank_in_community__lte=BOARD_MAX_ROWS),
             ),
             models.Index(
-                fields=["month", "scheme", "grid", "rank_in_grid"],
+                fields=["month", "scheme", "grid", "rank_in_grid", "resident"],
                 name="tally_board_grid",
                 condition=Q(rank_in_grid__gte=1, rank_in_grid__lte=BOARD_MAX_ROWS),
             ),
