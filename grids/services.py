@@ -184,6 +184,9 @@ def case_file(
     the grid its location was matched to (`open311_place`)."""
     now = now or timezone.now()
     grid, building = _place(by, grid, building, anywhere=from_outside)
+    # The grid as it is now, and locked until the case is in: the case keeps its grid's community and street,
+    # and a move of the grid or its community (`cases_follow_unit`) waits for it, or it for the move.
+    grid = Unit.objects.select_for_update().get(pk=grid.pk)
     if not (via_letter or from_outside) and not selectors.may_file_in(scope_of(by), grid):
         raise NotAllowed(_("只有本网格的网格员或本社区的工作人员可以上报事件。"))
     if category.parent_id is None or not category.active:

@@ -309,3 +309,82 @@ def test_a_case_fixed_on_the_spot_needs_a_photo_and_an_on_site_category(grid_wor
                 resolved_on_site="已处置",
             )
     assert not Case.objects.exists()  # all or nothing
+
+
+# --- The grid's community and street, kept on the case ---------------------------------------------------
+
+
+def _worker_of(grid, username):
+    from tests.factories import UserFactory
+
+    worker = UserFactory(username=username)
+    governance_services.position_grant(by=None, user=worker, role="grid_worker", unit=grid)
+    return worker
+
+
+def test_a_case_filed_with_a_grid_read_before_the_grid_moved_lands_in_its_new_community(city, admin_user, categories):
+    """The filer's grid object can be older than a move (read when the request was checked): the case takes the
+    community and street the grid has when the case is filed."""
+    worker = _worker_of(city.g2, "worker_g2")
+    stale = type(city.g2).objects.get(pk=city.g2.pk)
+    governance_services.unit_move(by=admin_user, unit=city.g2, parent=city.c3)
+    case = services.case_file(
+        by=worker, title="井盖缺失", description="路口井盖缺失。", category=categories.clutter, grid=stale
+    )
+    assert (case.community_id, case.street_id, case.holder_unit_id) == (city.c3.pk, city.s2.pk, city.c3.pk)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_case_filed_while_its_grid_moves_lands_where_the_grid_went(city, admin_user, categories):
+    """A move not yet committed when the case is filed: the filing waits for it (the grid's row is locked by
+    both), so the case has the grid's new community and street, not the old ones the move's UPDATE of its cases
+    could not see."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from governance import invariants
+
+    moved, filed, errors = threading.Event(), [], []
+
+    def move():
+        try:
+            with transaction.atomic():
+                governance_services.unit_move(by=admin_user, unit=city.g2, parent=city.c3)
+                moved.set()
+                time.sleep(0.5)  # the filing starts meanwhile
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            moved.set()
+            connection.close()
+
+    def file():
+        try:
+            moved.wait(5)
+            filed.append(
+                services.case_file(  # another system's report, matched to the grid (a worker's scope is read
+                    by=admin_user,  # before the move: they would be refused, and file again)
+                    title="井盖缺失",
+                    description="路口井盖缺失。",
+                    category=categories.clutter,
+                    grid=city.g2,
+                    from_outside=True,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=move), threading.Thread(target=file)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    case = Case.objects.get(pk=filed[0].pk)
+    assert (case.community_id, case.street_id) == (city.c3.pk, city.s2.pk)
+    assert all(finding.ok for finding in invariants.run())
