@@ -141,7 +141,7 @@ class Letter(Rated):
     # The latest answer (reply or follow-up answer): the seven days to rate count from here.
     answered_at = models.DateTimeField(_("最近答复时间"), null=True, blank=True)
 
-    created_at = models.DateTimeField(_("来信时间"))
+    created_at = models.DateTimeField(_("来信时间"), db_index=True)
     accepted_at = models.DateTimeField(_("受理时间"), null=True, blank=True)
     closed_at = models.DateTimeField(_("办结时间"), null=True, blank=True)
     accept_deadline = models.DateTimeField(_("受理时限"), null=True, blank=True)
@@ -167,9 +167,6 @@ class Letter(Rated):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["unit", "created_at"], name="letter_unit_created"),
-            # The newest letters with their units and assignees: a list that walks the newest letters to find its
-            # own (a street's) checks each from the index alone, without reading its row.
-            models.Index(fields=["created_at", "id", "unit", "assignee_unit"], name="letter_created_walk"),
             models.Index(fields=["state", "reply_deadline"], name="letter_state_deadline"),
             models.Index(fields=["writer", "created_at"], name="letter_writer_created"),
             models.Index(fields=["published", "published_at"], name="letter_published"),
