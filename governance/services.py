@@ -112,6 +112,7 @@ def unit_move(*, by: User, unit: Unit, parent: Unit) -> Unit:
     """Move `unit` and its whole subtree under `parent`. Levels never change: a grid moves to another
     community, a building to another grid; a street stays a root."""
     check_can_edit_hierarchy(by)
+    signals.unit_moving.send(sender=Unit, unit=unit)
     unit = Unit.objects.select_for_update().get(pk=unit.pk)
     parent = Unit.objects.select_for_update().get(pk=parent.pk)
     if unit.level == Level.STREET:

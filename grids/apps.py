@@ -11,8 +11,9 @@ class GridsConfig(AppConfig):
 
         from . import navigation  # noqa: F401  (registers the navigation entries)
         from .models import CaseCategory
-        from .services import cases_follow_unit
+        from .services import cases_follow_unit, cases_hold_for_move
 
+        signals.unit_moving.connect(cases_hold_for_move, dispatch_uid="grids.cases_hold_for_move")
         signals.unit_moved.connect(cases_follow_unit, dispatch_uid="grids.cases_follow_unit")
 
         catalogues.register(

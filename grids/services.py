@@ -7,7 +7,7 @@ shared notification interface.
 
 import datetime as dt
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -184,9 +184,10 @@ def case_file(
     the grid its location was matched to (`open311_place`)."""
     now = now or timezone.now()
     grid, building = _place(by, grid, building, anywhere=from_outside)
-    # The grid as it is now, and locked until the case is in: the case keeps its grid's community and street,
-    # and a move of the grid or its community (`cases_follow_unit`) waits for it, or it for the move.
-    grid = Unit.objects.select_for_update().get(pk=grid.pk)
+    # The case keeps its grid's community and street: the grid as it is now, read once no move is under way (a
+    # move waits for this filing, or this filing for the move: `cases_hold_for_move`).
+    _hold_cases("ROW EXCLUSIVE")
+    grid = Unit.objects.get(pk=grid.pk)
     if not (via_letter or from_outside) and not selectors.may_file_in(scope_of(by), grid):
         raise NotAllowed(_("只有本网格的网格员或本社区的工作人员可以上报事件。"))
     if category.parent_id is None or not category.active:
@@ -233,6 +234,21 @@ def case_file(
         return case_resolve_on_site(case=case, by=by, note=resolved_on_site, now=now)
     _notify_unit_staff(case, community, (Role.COMMUNITY_STAFF, Role.SECRETARY), "case_new", _("新事件待分流"))
     return case
+
+
+def _hold_cases(mode: str) -> None:
+    """A table lock on the cases for the rest of the transaction (PostgreSQL; SQLite writes one at a time)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {connection.ops.quote_name(Case._meta.db_table)} IN {mode} MODE")
+
+
+def cases_hold_for_move(**kwargs) -> None:
+    """A unit is about to move (`governance.signals.unit_moving`): no case is filed, or changed, until the move
+    has committed, and the move waits for the filings under way. Taken before the move locks any unit, so a
+    filing never holds a case lock while it waits for a unit the move holds: the two cannot deadlock. Moves are
+    an administrator's rare step; reading cases is not held up."""
+    _hold_cases("SHARE ROW EXCLUSIVE")
 
 
 def cases_follow_unit(*, unit: Unit, **kwargs) -> None:

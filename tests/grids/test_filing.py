@@ -388,3 +388,66 @@ def test_a_case_filed_while_its_grid_moves_lands_where_the_grid_went(city, admin
     case = Case.objects.get(pk=filed[0].pk)
     assert (case.community_id, case.street_id) == (city.c3.pk, city.s2.pk)
     assert all(finding.ok for finding in invariants.run())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_community_moved_while_a_case_is_being_filed_in_it_waits_and_takes_the_case_along(
+    city, admin_user, categories, monkeypatch
+):
+    """The filing is under way (its grid read, its photos being checked) when an administrator moves the grid's
+    community to the other street: the move waits for the filing, no deadlock between the two, and the case
+    ends with the community's new street."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from governance import invariants
+
+    checking, errors, filed = threading.Event(), [], []
+    check_photos = services.check_photos
+
+    def slow_check(photos):
+        checking.set()
+        time.sleep(0.5)  # the move starts meanwhile
+        return check_photos(photos)
+
+    monkeypatch.setattr(services, "check_photos", slow_check)
+
+    def file():
+        try:
+            filed.append(
+                services.case_file(
+                    by=admin_user,
+                    title="井盖缺失",
+                    description="路口井盖缺失。",
+                    category=categories.clutter,
+                    grid=city.g1,
+                    from_outside=True,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            checking.set()
+            connection.close()
+
+    def move():
+        try:
+            checking.wait(5)
+            governance_services.unit_move(by=admin_user, unit=city.c1, parent=city.s2)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=file), threading.Thread(target=move)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    case = Case.objects.get(pk=filed[0].pk)
+    assert (case.community_id, case.street_id) == (city.c1.pk, city.s2.pk)
+    assert all(finding.ok for finding in invariants.run())
