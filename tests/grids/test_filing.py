@@ -334,20 +334,51 @@ def test_a_case_filed_with_a_grid_read_before_the_grid_moved_lands_in_its_new_co
     assert (case.community_id, case.street_id, case.holder_unit_id) == (city.c3.pk, city.s2.pk, city.c3.pk)
 
 
+def _together(*steps):
+    """Each step in a thread of its own, with its own database connection; what they gave, and what they raised."""
+    import threading
+
+    from django.db import connection
+
+    results, errors = {}, []
+
+    def run(step):
+        try:
+            results[step] = step()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(step,)) for step in steps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def _filed_from_outside(by, categories, grid):
+    """Another system's report matched to `grid` (a worker's scope would be read before a move, and their filing
+    refused while it lasts: they file again)."""
+    return services.case_file(
+        by=by, title="井盖缺失", description="路口井盖缺失。", category=categories.clutter, grid=grid, from_outside=True
+    )
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_case_filed_while_its_grid_moves_lands_where_the_grid_went(city, admin_user, categories):
-    """A move not yet committed when the case is filed: the filing waits for it (the grid's row is locked by
-    both), so the case has the grid's new community and street, not the old ones the move's UPDATE of its cases
-    could not see."""
+    """A move not yet committed when the case is filed: the filing waits for it (`cases_hold_for_move`), so the
+    case has the grid's new community and street, not the old ones the move's UPDATE of its cases could not see."""
     import threading
     import time
 
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from governance import invariants
 
-    moved, filed, errors = threading.Event(), [], []
+    moved = threading.Event()
 
     def move():
         try:
@@ -355,37 +386,16 @@ def test_a_case_filed_while_its_grid_moves_lands_where_the_grid_went(city, admin
                 governance_services.unit_move(by=admin_user, unit=city.g2, parent=city.c3)
                 moved.set()
                 time.sleep(0.5)  # the filing starts meanwhile
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
         finally:
             moved.set()
-            connection.close()
 
     def file():
-        try:
-            moved.wait(5)
-            filed.append(
-                services.case_file(  # another system's report, matched to the grid (a worker's scope is read
-                    by=admin_user,  # before the move: they would be refused, and file again)
-                    title="井盖缺失",
-                    description="路口井盖缺失。",
-                    category=categories.clutter,
-                    grid=city.g2,
-                    from_outside=True,
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
+        moved.wait(5)
+        return _filed_from_outside(admin_user, categories, city.g2)
 
-    threads = [threading.Thread(target=move), threading.Thread(target=file)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = _together(move, file)
     assert errors == []
-    case = Case.objects.get(pk=filed[0].pk)
+    case = Case.objects.get(pk=results[file].pk)
     assert (case.community_id, case.street_id) == (city.c3.pk, city.s2.pk)
     assert all(finding.ok for finding in invariants.run())
 
@@ -401,11 +411,9 @@ def test_a_community_moved_while_a_case_is_being_filed_in_it_waits_and_takes_the
     import threading
     import time
 
-    from django.db import connection
-
     from governance import invariants
 
-    checking, errors, filed = threading.Event(), [], []
+    checking = threading.Event()
     check_photos = services.check_photos
 
     def slow_check(photos):
@@ -417,37 +425,16 @@ def test_a_community_moved_while_a_case_is_being_filed_in_it_waits_and_takes_the
 
     def file():
         try:
-            filed.append(
-                services.case_file(
-                    by=admin_user,
-                    title="井盖缺失",
-                    description="路口井盖缺失。",
-                    category=categories.clutter,
-                    grid=city.g1,
-                    from_outside=True,
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
+            return _filed_from_outside(admin_user, categories, city.g1)
         finally:
             checking.set()
-            connection.close()
 
     def move():
-        try:
-            checking.wait(5)
-            governance_services.unit_move(by=admin_user, unit=city.c1, parent=city.s2)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
+        checking.wait(5)
+        governance_services.unit_move(by=admin_user, unit=city.c1, parent=city.s2)
 
-    threads = [threading.Thread(target=file), threading.Thread(target=move)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = _together(file, move)
     assert errors == []
-    case = Case.objects.get(pk=filed[0].pk)
+    case = Case.objects.get(pk=results[file].pk)
     assert (case.community_id, case.street_id) == (city.c1.pk, city.s2.pk)
     assert all(finding.ok for finding in invariants.run())
