@@ -131,13 +131,18 @@ def _visible_units(request):
     return selectors.units_visible_to(request.user) if request else Unit.objects.none()
 
 
+def is_small_id(value: str) -> bool:
+    """ASCII digits that fit a database id (Python refuses to read an int of more than 4,300 digits)."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 class _UnitChoiceField(django_filters.fields.ModelChoiceField):
     """A unit by id, found among `known` (id -> path) without a query, or else looked up in the queryset."""
 
     known: dict = {}
 
     def to_python(self, value):
-        if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) in self.known:
+        if isinstance(value, str) and is_small_id(value) and int(value) in self.known:
             path = self.known[int(value)]
             depth = len(path) // selectors.STEP
             return Unit(pk=int(value), path=path, depth=depth, level=DEPTH_LEVEL[depth])

@@ -22,7 +22,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance import catalogues
-from governance.api import UnitSubtreeFilter
+from governance.api import UnitSubtreeFilter, is_small_id
 from governance.api_base import (
     DeadlineField,
     DisplayField,
@@ -473,7 +473,7 @@ class LetterViewSet(
         request = self.request
         scope = scope_of(request.user)
         named = request.query_params.get("unit", "")
-        path = scope.own_units.get(int(named)) if named.isascii() and named.isdigit() else None
+        path = scope.own_units.get(int(named)) if is_small_id(named) else None
         found = selectors.office_letters_of(scope, path) if path else None
         if found is not None:
             request._office_letters_of = path

@@ -348,3 +348,10 @@ def test_the_open_filter_keeps_the_letters_still_in_the_offices_hands(api, make_
     assert subjects(open="true") == {"submitted", "assigned"}
     assert subjects(open="false") == {"replied", "closed", "rejected"}
     assert client.get(URL, {"open": "perhaps"}).status_code == 400
+
+
+def test_a_unit_of_five_thousand_digits_is_a_400_not_a_500(api, secretary, community_staff):
+    for user in (secretary, community_staff):
+        for url in (URL, "/api/v1/cases/", "/api/v1/residents/"):
+            response = api(user).get(url, {"unit": "9" * 5000})
+            assert response.status_code == 400, (url, response.content[:200])
