@@ -30,6 +30,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError, InvalidInput, NotAllowed
@@ -173,10 +174,28 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_next_link(self):
+        if not self.page.has_next():
+            return None
+        return _page_link(self.request.build_absolute_uri(), self.page_query_param, self.page.next_page_number())
+
+    def get_previous_link(self):
+        if not self.page.has_previous():
+            return None
+        return _page_link(self.request.build_absolute_uri(), self.page_query_param, self.page.previous_page_number())
+
     def paginate_queryset(self, queryset, request, view=None):
         if view is not None:
             self.django_paginator_class = functools.partial(CountingPaginator, count_key=request_key(view, request))
         return super().paginate_queryset(queryset, request, view)
+
+
+@functools.lru_cache(maxsize=1024)
+def _page_link(url: str, name: str, number: int) -> str:
+    """The link to page `number` of the list at `url`, as DRF writes it (the first page without `page=`)."""
+    if number == 1:
+        return remove_query_param(url, name)
+    return replace_query_param(url, name, number)
 
 
 def request_key(view, request) -> str:
@@ -246,7 +265,16 @@ class RowWriter:
         return timezone.get_current_timezone()
 
     def datetime(self, value):
-        return iso_datetime(value, self.zone)
+        """An aware datetime in the current time zone, for the renderer to write: orjson writes it as DRF's
+        DateTimeField does (`Z` for UTC) in a fraction of `isoformat`'s time (60 of them in a page of 20 cases).
+        As DRF's text where orjson would write it otherwise: a naive one, and an offset with seconds in it (the
+        local mean time of years before 1901, which orjson rounds to the minute)."""
+        if value is None or value.tzinfo is None:
+            return iso_datetime(value, self.zone)
+        local = value.astimezone(self.zone)
+        if local.utcoffset().seconds % 60:
+            return iso_datetime(value, self.zone)
+        return local
 
 
 class FilterSet(django_filters.rest_framework.FilterSet):
@@ -349,10 +377,16 @@ class LightListMixin:
     def list(self, request, *args, **kwargs):
         if self.paginator is None:  # every row, unpaginated (a catalogue)
             rows = self.complete_rows(light_rows(self.list_plan(request).fetch(0, None), self.list_columns))
-            return Response(self.get_serializer(rows, many=True).data)
+            return Response(self.write_rows(rows))
         page = self.paginate_queryset(self.list_plan(request))
         rows = self.complete_rows(light_rows(page, self.list_columns))
-        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
+        return self.get_paginated_response(self.write_rows(rows))
+
+    def write_rows(self, rows) -> list:
+        """The page's rows as the list serializer writes them: one serializer writes them all (its
+        `to_representation` writes a row directly), without DRF's list serializer around it."""
+        write = self.get_serializer().to_representation
+        return [write(row) for row in rows]
 
     def list_plan(self, request) -> "ListPlan":
         """The SQL of this request's count and pages: kept from the same request made in the last

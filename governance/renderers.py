@@ -5,8 +5,10 @@ writes the same document four times faster (a page of 20 cases: 0.05 ms instead 
 docs/PERFORMANCE.md). What it writes is what DRF writes, byte for byte for what the API's serializers give
 (strings, numbers, booleans, nulls, lists and objects; the permission matrix compares the two on every API
 answer): compact, UTF-8 unescaped (`UNICODE_JSON`), U+2028 and U+2029 escaped so the text stays a JavaScript
-literal. Anything else goes through DRF's own encoder (`default`): lazy translations, dates and
-datetimes (DRF's form, `Z` for UTC), decimals, UUIDs. A document orjson refuses (an integer beyond 64 bits, a
+literal. Dates and datetimes are written by orjson in DRF's form (ISO 8601, `Z` for UTC): the list serializers
+hand over aware datetimes in the current time zone (`api_base.RowWriter.datetime`), as text only where orjson
+would write them otherwise (an offset with seconds in it). Anything else goes through DRF's own encoder
+(`default`): lazy translations, decimals, UUIDs. A document orjson refuses (an integer beyond 64 bits, a
 nesting deeper than 254) and every indented one (`Accept: application/json; indent=4`, the browsable API)
 is written by DRF's renderer as before. (A float NaN, which no serializer here gives, would be written `null`
 where DRF's strict JSON fails.)"""
@@ -14,7 +16,7 @@ where DRF's strict JSON fails.)"""
 import orjson
 from rest_framework import negotiation, renderers
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 
 class JSONRenderer(renderers.JSONRenderer):

@@ -85,3 +85,29 @@ def test_the_renderer_is_chosen_as_drf_chooses_it():
                 headers = {} if accept is None else {"HTTP_ACCEPT": accept}
                 ours = chosen(ContentNegotiation(), renderers, suffix, path, **headers)
                 assert ours == chosen(DefaultContentNegotiation(), renderers, suffix, path, **headers), (accept, path)
+
+
+def test_the_datetimes_a_list_hands_over_are_written_as_drfs_field_writes_them():
+    """The list serializers hand the renderer datetimes, not text (`RowWriter.datetime`): what reaches the client
+    is what DRF's DateTimeField writes, in every time zone, for UTC (`Z`), whole seconds, and the local mean time
+    of old dates (an offset with seconds, which orjson would round)."""
+    from django.utils import timezone
+    from rest_framework import serializers
+
+    from governance.api_base import RowWriter
+
+    values = [
+        dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 4, 1, 2, 3, tzinfo=dt.UTC),
+        dt.datetime(2026, 6, 30, 23, 59, 59, 999999, tzinfo=SHANGHAI),
+        dt.datetime(1890, 1, 1, 12, tzinfo=dt.UTC),  # Shanghai's local mean time then: +08:05:43
+        dt.datetime(1950, 7, 1, tzinfo=dt.UTC),  # Monrovia: -00:44:30
+        dt.datetime(2026, 3, 1, 8, 0),  # naive
+        None,
+    ]
+    for zone in ("Asia/Shanghai", "UTC", "America/St_Johns", "Africa/Monrovia"):
+        with timezone.override(zoneinfo.ZoneInfo(zone)):
+            written = [RowWriter().datetime(value) for value in values]
+            expected = [None if v is None else serializers.DateTimeField().to_representation(v) for v in values]
+            assert JSONRenderer().render(written) == DRFJSONRenderer().render(expected), zone
+            assert any(isinstance(value, dt.datetime) for value in written)
