@@ -673,3 +673,28 @@ def test_among_ids_answers_what_in_answers(city):
     assert set(either) == set(c1) | set(s2) and set(s2) - set(c1)
     assert not Unit.objects.filter(AmongIds("id", Unit.objects.none().values("id"))).exists()
     assert set(Unit.objects.filter(Q(AmongIds("id", Unit.objects.none().values("id"))) | Q(pk=city.g1.pk))) == {city.g1}
+
+
+def test_page_links_are_drfs(make_case, street_staff, api):
+    """The links to the next and previous pages (kept per URL and page, `api_base._page_link`) are those DRF writes:
+    the caller's query kept, sorted, `page` replaced, and the first page named without it."""
+    from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+    for _ in range(5):
+        make_case()
+    client = api(street_staff)
+    base = "http://testserver/api/v1/cases/"
+    for query, previous, following in (
+        ("?page_size=2&state=reported", None, 2),
+        ("?state=reported&page=2&page_size=2", 1, 3),
+        ("?page=3&page_size=2&state=reported&zz=%E4%B8%AD", 2, None),
+    ):
+        for _ in range(2):  # the second time from the kept links
+            body = client.get("/api/v1/cases/" + query).json()
+            url = base + query
+            assert body["next"] == (following and replace_query_param(url, "page", following))
+            expected_previous = {None: None, 1: remove_query_param(url, "page")}.get(previous)
+            if previous and previous > 1:
+                expected_previous = replace_query_param(url, "page", previous)
+            assert body["previous"] == expected_previous
+    assert body["previous"] == base + "?page=2&page_size=2&state=reported&zz=%E4%B8%AD"
