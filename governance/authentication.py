@@ -8,11 +8,24 @@ the ORM once per process and database: only the key changes from one request to 
 is a prepared statement of each connection, since planning its seven tables costs PostgreSQL 1 ms, six times
 what running it does (a generic plan is kept after five runs). Nothing is kept between requests: a deleted
 token (a new password deletes them), a deactivated user or a changed position counts from the next request
-on, exactly as before."""
+on, exactly as before.
+
+On PostgreSQL a worker keeps the rows of the tokens it has read (`kept_tokens`), for as long as nothing they are
+read from changes: triggers on the six tables of the query (tokens, users, positions, units, residents,
+households; migration governance 0012) send a notification on channel `governance_auth` with every statement that writes
+them, each worker's connection listens on it, and before a kept token is used the notifications that have arrived
+on the connection are read without a round trip (`poll`): any notification empties every kept token of that
+worker. A deleted token, a new password, a changed position or a moved unit therefore counts from the worker's
+next request after the change's commit has reached it (PostgreSQL sends the notification to the listening
+connections as the change commits, before or as the writer's own answer leaves). What is kept is tied to the
+connection it listened on: a new connection, after an error or `CONN_MAX_AGE`, starts with nothing kept. Nothing
+is kept inside a transaction (a notification is sent only on commit: a test's transaction never sends one), nor
+on SQLite, nor with `API_TOKEN_CACHE=0`."""
 
 import functools
 
-from django.db import connections, router
+from django.conf import settings
+from django.db import DatabaseError, connections, router
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
@@ -24,6 +37,8 @@ _USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
 _KEY = "\x00token key\x00"  # stands for the key while the SQL is built
 _STATEMENT = "governance_token_scope"
 _KEY_LENGTH = Token._meta.get_field("key").max_length
+CHANNEL = "governance_auth"  # the triggers of migration governance 0012 notify it
+MAX_KEPT = 2000  # tokens kept per worker; one more empties them
 
 
 @functools.cache
@@ -58,9 +73,12 @@ def _compiled(alias):
 def token_rows(key):
     """The rows of `key`: token columns, user columns, one position's scope columns (empty without a token)."""
     alias = router.db_for_read(Token)
+    connection = connections[alias]
+    kept = kept_tokens(connection)
+    if kept is not None and key in kept:
+        return alias, [list(row) for row in kept[key]]
     sql, params, at, converters = _compiled(alias)
     params = [*params[:at], key, *params[at + 1 :]]
-    connection = connections[alias]
     with connection.cursor() as cursor:
         if _prepared(connection, cursor, sql, len(params)):
             cursor.execute(f"EXECUTE {_STATEMENT}({', '.join(['%s'] * len(params))})", params)
@@ -71,7 +89,33 @@ def token_rows(key):
         for i, functions, expression in converters:
             for convert in functions:
                 row[i] = convert(row[i], expression, connection)
+    if kept is not None and rows:  # a key no token has is asked anew every time
+        if len(kept) >= MAX_KEPT:
+            kept.clear()
+        kept[key] = tuple(tuple(row) for row in rows)
     return alias, rows
+
+
+def kept_tokens(connection) -> dict | None:
+    """The tokens' rows kept on this PostgreSQL connection ({key: rows}), emptied when a notification has arrived
+    since they were read; None where nothing is kept (SQLite, a transaction, `API_TOKEN_CACHE=0`)."""
+    if not settings.TOKEN_CACHE or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    try:
+        connection.ensure_connection()
+        raw = connection.connection
+        if getattr(connection, "_kept_tokens_of", None) is not raw:
+            with connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+            connection._kept_tokens = {}
+            connection._kept_tokens_of = raw
+        raw.poll()  # reads what has arrived on the socket, sends nothing
+    except (DatabaseError, connection.Database.Error):  # a connection gone: the request's query says so
+        return None
+    if raw.notifies:
+        raw.notifies.clear()
+        connection._kept_tokens.clear()
+    return connection._kept_tokens
 
 
 def _prepared(connection, cursor, sql, count) -> bool:

@@ -104,7 +104,8 @@ def test_a_key_no_token_can_have_is_a_401_not_a_500(city, key):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_each_new_connection_prepares_the_query_again(city, street_staff):
+def test_each_new_connection_prepares_the_query_again(settings, city, street_staff):
+    settings.TOKEN_CACHE = False  # every request asks (kept tokens: below)
     client = token_client(street_staff)
     assert client.get("/api/v1/me/").json()["username"] == "street_staff"
     connection.close()  # as CONN_MAX_AGE or a broken connection would: the prepared statement went with it
@@ -115,3 +116,147 @@ def test_each_new_connection_prepares_the_query_again(city, street_staff):
         assert client.get("/api/v1/me/").json()["username"] == "street_staff"
     assert not any(q["sql"].startswith("PREPARE") for q in queries)
     assert any(q["sql"].startswith("EXECUTE governance_token_scope") for q in queries)
+
+
+# --- Kept tokens (PostgreSQL, outside a transaction, as a worker serves requests) ------------------------------
+
+
+def token_queries(queries) -> int:
+    """How many times the token query ran (not its preparing: a connection new to the test prepares it first)."""
+    return sum(q["sql"].startswith("EXECUTE governance_token_scope") for q in queries)
+
+
+def other_connection():
+    """A second connection to the test database, as another worker of the same server has."""
+    import psycopg2
+
+    other = psycopg2.connect(**connection.get_connection_params())
+    other.autocommit = True
+    return other
+
+
+def wait_for_the_notification():
+    """PostgreSQL sends a notification to the listening connections as the writer's commit ends, not before the
+    writer hears of its commit: wait until it has arrived on this worker's socket, as a request a moment later
+    would find it."""
+    import select
+
+    assert select.select([connection.connection], [], [], 5)[0], "no notification arrived"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_token_is_read_without_a_query(street_staff):
+    client = token_client(street_staff)
+    assert client.get("/api/v1/me/").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/me/").json()["username"] == "street_staff"
+    assert token_queries(queries) == 0, [q["sql"][:80] for q in queries]
+    with CaptureQueriesContext(connection) as queries:  # a key no token has is asked every time
+        assert APIClient(HTTP_AUTHORIZATION="Token " + "0" * 40).get("/api/v1/me/").status_code == 401
+        assert APIClient(HTTP_AUTHORIZATION="Token " + "0" * 40).get("/api/v1/me/").status_code == 401
+    assert token_queries(queries) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_kept_tokens_follow_everything_that_changes_access(city, make_case, grid_worker, community_staff, admin_user):
+    """What `test_everything_that_changes_access_counts_from_the_next_request` asks, with the tokens kept: each
+    change empties them through its table's trigger, and the next request reads them anew."""
+    case = make_case()  # in G1, the grid worker's grid, in C1
+    client = token_client(grid_worker)
+    for _ in range(2):
+        assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    Position.objects.filter(user=grid_worker).delete()
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 404
+    services.position_grant(by=None, user=grid_worker, role=Role.GRID_WORKER, unit=city.g1)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    User.objects.filter(pk=grid_worker.pk).update(is_active=False)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 401
+    User.objects.filter(pk=grid_worker.pk).update(is_active=True)
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+
+    staff = token_client(community_staff)
+    assert staff.get(f"/api/v1/cases/{case.pk}/").status_code == 200
+    services.unit_move(by=admin_user, unit=city.g1, parent=city.c2)  # the grid, and its case, leave C1
+    assert staff.get(f"/api/v1/cases/{case.pk}/").status_code == 404
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 200  # still the grid worker's grid
+
+    grid_worker.refresh_from_db()
+    grid_worker.set_password("another-long-password-7")
+    grid_worker.save()  # a new password deletes the tokens
+    assert client.get(f"/api/v1/cases/{case.pk}/").status_code == 401
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_resident_scope_follows_a_move_out(resident, resident_record):
+    assert scope_through_token(resident).resident_ids == (resident_record.pk,)
+    assert scope_through_token(resident).resident_ids == (resident_record.pk,)  # kept
+    Resident.objects.filter(pk=resident_record.pk).update(moved_out_on="2026-01-01")
+    assert scope_through_token(resident).resident_ids == ()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_token_deleted_by_another_worker_counts_from_the_next_request(street_staff):
+    client = token_client(street_staff)
+    for _ in range(2):
+        assert client.get("/api/v1/me/").status_code == 200
+    other = other_connection()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [street_staff.pk])
+    finally:
+        other.close()
+    wait_for_the_notification()
+    assert client.get("/api/v1/me/").status_code == 401
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_keeps_nothing_of_the_old_one(street_staff):
+    """A notification sent while a worker's connection was closed never reaches it: what it kept went with it."""
+    client = token_client(street_staff)
+    for _ in range(2):
+        assert client.get("/api/v1/me/").status_code == 200
+    connection.close()  # as CONN_MAX_AGE or a broken connection would
+    other = other_connection()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [street_staff.pk])
+    finally:
+        other.close()
+    assert client.get("/api/v1/me/").status_code == 401
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_kept_with_the_setting_off(settings, street_staff):
+    settings.TOKEN_CACHE = False
+    client = token_client(street_staff)
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert client.get("/api/v1/me/").status_code == 200
+    assert token_queries(queries) == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_every_table_of_the_token_query_notifies_when_written():
+    """The kept tokens are emptied by the notifications of the triggers of migration governance 0012: every table
+    the token query reads must have one (a column added to the query from another table fails here first)."""
+    import re
+
+    from governance.authentication import _compiled
+
+    read = set(re.findall(r'(?:FROM|JOIN) "(\w+)"', _compiled(connection.alias)[0]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = 'governance_auth_changed' AND t.tgenabled = 'O'"
+        )
+        notifying = {name for (name,) in cursor.fetchall()}
+    assert read == notifying and "governance_position" in read, (read, notifying)
