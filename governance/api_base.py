@@ -16,7 +16,7 @@ from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DataError, connections
-from django.db.models import F, IntegerField, ProtectedError
+from django.db.models import Count, F, IntegerField, ProtectedError, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -504,21 +504,45 @@ class ListPlan:
 
     def _compiled(self, kept, low, high, *, counted) -> "CompiledRows":
         sort = self.sort_small and self.small
-        compiled = kept.get((low, high, sort))
+        # A list counted small last time is counted by the walk that finds its page (`_windowed`).
+        windowed = counted and self.small and not self.queryset.query.distinct and self.queryset.query.group_by is None
+        compiled = kept.get((low, high, sort, windowed))
         if compiled is None:
-            ids = self.queryset.order_by(*(self._sorted_ordering() if sort else self.ordering)).values("pk")[low:high]
-            rows = self.queryset.model._base_manager.filter(pk__in=ids).order_by(*self.ordering)
-            if self.annotations:
-                rows = rows.annotate(**self.annotations)
-            columns = self.columns
-            if counted:
-                # An uncorrelated scalar subquery: PostgreSQL and SQLite run it once for the statement.
-                rows = rows.annotate(listed_count=RawSQL(*self._bounded_raw, output_field=IntegerField()))
-                columns = [*columns, "listed_count"]
-            compiled = CompiledRows(rows.values_list(*columns))
+            ordered = self.queryset.order_by(*(self._sorted_ordering() if sort else self.ordering))
+            if windowed:
+                compiled = self._windowed(ordered, low, high)
+            else:
+                rows = self._rows(self.queryset.model._base_manager.filter(pk__in=ordered.values("pk")[low:high]))
+                columns = self.columns
+                if counted:
+                    # An uncorrelated scalar subquery: PostgreSQL and SQLite run it once for the statement.
+                    rows = rows.annotate(listed_count=RawSQL(*self._bounded_raw, output_field=IntegerField()))
+                    columns = [*columns, "listed_count"]
+                compiled = CompiledRows(rows.values_list(*columns))
             if len(kept) < 10:
-                kept[(low, high, sort)] = compiled
+                kept[(low, high, sort, windowed)] = compiled
         return compiled
+
+    def _rows(self, rows):
+        """The page's rows of `list_columns`, in the list's order, with the list's annotations."""
+        rows = rows.order_by(*self.ordering)
+        return rows.annotate(**self.annotations) if self.annotations else rows
+
+    def _windowed(self, ordered, low, high) -> "CompiledRows":
+        """The page and the whole list's count from one walk: the page's ids with `COUNT(*) OVER ()` (the count of
+        every row the scope and filters let through, taken before the LIMIT) as a WITH query, and the rows of those
+        ids. Where the bounded count walked the list a second time beside the page's walk (a grid's 284
+        residents: two walks of 112 households' residents), it is walked once. For lists counted within
+        EXACT_COUNT the last time: the count is the whole list's (a list grown past EXACT_COUNT meanwhile is
+        counted once more in full, as `_counted` does with a bounded count beyond it)."""
+        page = ordered.annotate(listed_total=Window(Count("pk"))).values("pk", "listed_total")[low:high]
+        page_sql, page_params = page.query.sql_with_params()
+        rows = self._rows(
+            self.queryset.model._base_manager.filter(pk__in=RawSQL("SELECT listed_page.pk FROM listed_page", ()))
+        ).annotate(listed_count=RawSQL("SELECT listed_page.listed_total FROM listed_page LIMIT 1", (), IntegerField()))
+        return CompiledRows(
+            rows.values_list(*self.columns, "listed_count"), before=(f"WITH listed_page AS ({page_sql}) ", page_params)
+        )
 
     def _sorted_ordering(self) -> list:
         """The list's order, its columns but the primary key written so that no index gives it (`COALESCE(x,
@@ -555,13 +579,14 @@ class CompiledRows:
     its values, without the ORM's building and compiling on each run (for a query of twenty subqueries, such as
     a page of boards' first rows, that is most of a request). `rows()` reads the rows anew each time."""
 
-    def __init__(self, queryset):
+    def __init__(self, queryset, *, before=("", ())):
+        """`before`: SQL and its parameters written before the query's own (a WITH clause it reads)."""
         self.db = queryset.db
         compiler = queryset.query.get_compiler(using=self.db)
         sql, params = compiler.as_sql()
         self.converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
         self.compiler = compiler if self.converters else None  # kept only to convert (it holds the whole query)
-        self.sql, self.params = written_out(self.db, sql, params)
+        self.sql, self.params = written_out(self.db, before[0] + sql, (*before[1], *params))
 
     def rows(self) -> list:
         with connections[self.db].cursor() as cursor:

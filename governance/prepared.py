@@ -24,7 +24,8 @@ the connection runs a second time and runs it with EXECUTE from then on.
   once.
 - Left alone: queries with more than `MAX_PARAMS` parameters or with a `;` or `--` in their text, queries while
   Django logs them (DEBUG, or a test capturing queries: they show the SQL, not `EXECUTE`), server-side cursors
-  (`iterator()`), `executemany`, and anything that is not a plain SELECT.
+  (`iterator()`), `executemany`, and anything that is not a plain SELECT (or the lists' page with its count,
+  `SELECTS`: a SELECT reading a WITH query that is one, `api_base.ListPlan._windowed`).
 """
 
 import hashlib
@@ -36,6 +37,8 @@ from django.db import DatabaseError
 MAX_STATEMENTS = 100
 MAX_SEEN = 5000
 MAX_PARAMS = 50  # a query with more (`id IN` a long list) is seldom run twice: it is left as it is
+# What a statement the wrapper prepares starts with: a SELECT, or a SELECT after a WITH query that is a SELECT.
+SELECTS = ("SELECT ", "WITH listed_page AS (SELECT ")
 
 
 class PreparedSelects:
@@ -51,7 +54,7 @@ class PreparedSelects:
         cursor = context["cursor"].cursor
         if (
             many
-            or not sql.startswith("SELECT ")
+            or not sql.startswith(SELECTS)
             or (params is not None and len(params) > MAX_PARAMS)
             or connection.queries_logged
             or cursor.name

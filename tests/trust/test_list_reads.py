@@ -698,3 +698,43 @@ def test_page_links_are_drfs(make_case, street_staff, api):
                 expected_previous = replace_query_param(url, "page", previous)
             assert body["previous"] == expected_previous
     assert body["previous"] == base + "?page=2&page_size=2&state=reported&zz=%E4%B8%AD"
+
+
+def test_a_list_counted_small_is_counted_by_the_walk_of_its_page(settings, make_case, street_staff, api):
+    """Once a list has been counted within EXACT_COUNT, its page's ids come with `COUNT(*) OVER ()` in one WITH
+    query (`ListPlan._windowed`): one walk of the list, the same counts, pages and refusals; a list that grows past
+    EXACT_COUNT meanwhile has its whole count, then is counted as large lists are."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.EXACT_COUNT = 10
+    client = api(street_staff)
+    made = [make_case() for _ in range(5)]
+    newest = [case.pk for case in reversed(made)]
+
+    def page(query):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/api/v1/cases/" + query)
+        statements = [q["sql"] for q in queries if 'FROM "grids_case"' in q["sql"]]
+        return response, statements
+
+    first, statements = page("?page_size=2")
+    assert "OVER ()" not in statements[0]  # not yet known to be small: the bounded count
+    for number, ids in ((1, newest[:2]), (2, newest[2:4]), (3, newest[4:])):
+        response, statements = page(f"?page_size=2&page={number}")
+        body = response.json()
+        assert len(statements) == 1 and "OVER ()" in statements[0], statements
+        assert body["count"] == 5 and [row["id"] for row in body["results"]] == ids
+        assert (body["next"] is None) == (number == 3)
+    last = page("?page_size=2&page=last")[0].json()  # counted first to know which page is last
+    assert last["count"] == 5 and [row["id"] for row in last["results"]] == newest[4:]
+    assert page("?page_size=2&page=4")[0].status_code == 404
+    assert page("?page_size=2&state=closed")[0].json()["count"] == 0
+
+    for _ in range(7):  # 12 cases: past EXACT_COUNT
+        make_case()
+    grown, statements = page("?page_size=2")
+    assert "OVER ()" in statements[0] and grown.json()["count"] == 12 and len(grown.json()["results"]) == 2
+    again, statements = page("?page_size=2&page=6")  # counted as a large list now: the kept count
+    assert again.json()["count"] == 12 and again.json()["next"] is None
+    assert all("OVER ()" not in sql for sql in statements)
