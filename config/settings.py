@@ -235,8 +235,8 @@ COUNT_CACHE_SECONDS = env_int("API_COUNT_CACHE_SECONDS", 60)
 # 0 builds every list afresh).
 LIST_PLAN_SECONDS = env_int("API_LIST_PLAN_SECONDS", 60)
 # On PostgreSQL each worker keeps the API tokens it has read, with their users and positions, until a trigger says one
-# of their tables changed (governance.authentication); 0 reads them for every request.
-TOKEN_CACHE = env_bool("API_TOKEN_CACHE", True)
+# of their tables changed and at most this long (governance.authentication); 0 reads them for every request.
+TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 60)
 # Case and letter categories and departments, as lists name them (governance.catalogues); an edit drops the copy.
 CATALOGUE_CACHE_SECONDS = env_int("CATALOGUE_CACHE_SECONDS", 60)
 # The public letters' list pages, kept until any letter changes, and at most this long (mailbox.selectors).

@@ -136,12 +136,12 @@ class CountingPaginator(Paginator):
         if kept is not None:
             self.__dict__["count"] = kept  # looked up once
             return None
-        rows, bounded = plan.fetch_counted(bottom, bottom + self.per_page + 1)
+        rows, bounded, whole = plan.fetch_counted(bottom, bottom + self.per_page + 1)
         if bounded is None:
             if number > 1:
                 return None  # past the end: counted as usual, and refused by validate_number
             bounded = 0  # no first page in the same snapshot as the count: nothing to list
-        self.__dict__["count"] = self._counted(bounded, plan.count_all, key)
+        self.__dict__["count"] = self._counted(bounded, (lambda: bounded) if whole else plan.count_all, key)
         return self._page_of(rows, self.validate_number(number))
 
     def _page_of(self, rows, number):
@@ -489,18 +489,20 @@ class ListPlan:
             return []
         return self._compiled(self.pages, low, high, counted=False).rows()
 
-    def fetch_counted(self, low, high) -> tuple[list, int | None]:
-        """The rows low..high and, in the same query, the bounded count (`count_bounded`): one round trip and
-        one statement where the count and the page were two (a grid's residents, a community's letters or
-        boards: lists counted exactly on every request). The count comes with the rows, so a page with no
-        rows gives none (None)."""
+    def fetch_counted(self, low, high) -> tuple[list, int | None, bool]:
+        """The rows low..high and, in the same query, the bounded count (`count_bounded`), or the whole count for
+        a list counted small last time (`_windowed`; the third value says which): one round trip and one
+        statement where the count and the page were two (a grid's residents, a community's letters or boards:
+        lists counted exactly on every request). The count comes with the rows, so a page with no rows gives
+        none (None)."""
         if self.empty:
-            return [], 0
-        found = self._compiled(self.counted_pages, low, high, counted=True).rows()
+            return [], 0, True
+        compiled = self._compiled(self.counted_pages, low, high, counted=True)
+        found = compiled.rows()
         if not found:
-            return [], None
+            return [], None, False
         self.small = found[0][-1] <= settings.EXACT_COUNT
-        return [row[:-1] for row in found], found[0][-1]
+        return [row[:-1] for row in found], found[0][-1], compiled.whole_count
 
     def _compiled(self, kept, low, high, *, counted) -> "CompiledRows":
         sort = self.sort_small and self.small
@@ -533,16 +535,19 @@ class ListPlan:
         every row the scope and filters let through, taken before the LIMIT) as a WITH query, and the rows of those
         ids. Where the bounded count walked the list a second time beside the page's walk (a grid's 284
         residents: two walks of 112 households' residents), it is walked once. For lists counted within
-        EXACT_COUNT the last time: the count is the whole list's (a list grown past EXACT_COUNT meanwhile is
-        counted once more in full, as `_counted` does with a bounded count beyond it)."""
+        EXACT_COUNT the last time: the count is the whole list's (a list grown past EXACT_COUNT meanwhile has its
+        whole count kept, as `_counted` keeps a count beyond EXACT_COUNT). The count is of the rows the ordered
+        query gives: the lists order by their own columns and those of to-one relations, which add no rows."""
         page = ordered.annotate(listed_total=Window(Count("pk"))).values("pk", "listed_total")[low:high]
         page_sql, page_params = page.query.sql_with_params()
         rows = self._rows(
             self.queryset.model._base_manager.filter(pk__in=RawSQL("SELECT listed_page.pk FROM listed_page", ()))
         ).annotate(listed_count=RawSQL("SELECT listed_page.listed_total FROM listed_page LIMIT 1", (), IntegerField()))
-        return CompiledRows(
+        compiled = CompiledRows(
             rows.values_list(*self.columns, "listed_count"), before=(f"WITH listed_page AS ({page_sql}) ", page_params)
         )
+        compiled.whole_count = True
+        return compiled
 
     def _sorted_ordering(self) -> list:
         """The list's order, its columns but the primary key written so that no index gives it (`COALESCE(x,
@@ -578,6 +583,8 @@ class CompiledRows:
     """A `values_list` queryset compiled once, run again and again: its SQL (`written_out`) and the converters of
     its values, without the ORM's building and compiling on each run (for a query of twenty subqueries, such as
     a page of boards' first rows, that is most of a request). `rows()` reads the rows anew each time."""
+
+    whole_count = False  # a list's page with the whole list's count in its last column (`ListPlan._windowed`)
 
     def __init__(self, queryset, *, before=("", ())):
         """`before`: SQL and its parameters written before the query's own (a WITH clause it reads)."""

@@ -11,21 +11,31 @@ token (a new password deletes them), a deactivated user or a changed position co
 on, exactly as before.
 
 On PostgreSQL a worker keeps the rows of the tokens it has read (`kept_tokens`), for as long as nothing they are
-read from changes: triggers on the six tables of the query (tokens, users, positions, units, residents,
-households; migration governance 0012) send a notification on channel `governance_auth` with every statement that writes
-them, each worker's connection listens on it, and before a kept token is used the notifications that have arrived
-on the connection are read without a round trip (`poll`): any notification empties every kept token of that
+read from changes and at most `API_TOKEN_CACHE_SECONDS` (60): triggers on the six tables of the query (tokens, users,
+positions, units, residents, households; migration governance 0012, enabled ALWAYS, so that they fire for a
+replica's or a bulk fix's writes too) send a notification on channel `governance_auth` with every statement that
+writes them; each worker's connection listens on it, and before a kept token is used the notifications that have
+arrived on the connection are read without a round trip (`poll`): any notification empties every kept token of that
 worker. A deleted token, a new password, a changed position or a moved unit therefore counts from the worker's
-next request after the change's commit has reached it (PostgreSQL sends the notification to the listening
-connections as the change commits, before or as the writer's own answer leaves). What is kept is tied to the
-connection it listened on: a new connection, after an error or `CONN_MAX_AGE`, starts with nothing kept. Nothing
-is kept inside a transaction (a notification is sent only on commit: a test's transaction never sends one), nor
-on SQLite, nor with `API_TOKEN_CACHE=0`."""
+first request after the notification has reached it. PostgreSQL sends it to the listening connections as the
+change commits; it can arrive a moment after the writer has heard of the commit (a fraction of a millisecond on an
+idle machine, more on a loaded one), as a request already under way when the change committed would also have
+been answered; and whatever stops notifications (a trigger dropped or disabled) is bounded by the 60 seconds.
 
+What is kept is tied to the connection that listened: a new connection, after an error or `CONN_MAX_AGE`, starts
+with nothing kept, and a connection to a database without all six triggers enabled keeps nothing. Nothing is kept
+inside a transaction or without autocommit (a notification is sent only on commit: a test's transaction never
+sends one), with `CONN_MAX_AGE=0`, on SQLite, with psycopg 3 (Django's choice when it is installed: it reads
+notifications differently), or with `API_TOKEN_CACHE_SECONDS=0`."""
+
+import collections
 import functools
+import re
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, connections, router
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
@@ -38,6 +48,7 @@ _KEY = "\x00token key\x00"  # stands for the key while the SQL is built
 _STATEMENT = "governance_token_scope"
 _KEY_LENGTH = Token._meta.get_field("key").max_length
 CHANNEL = "governance_auth"  # the triggers of migration governance 0012 notify it
+TRIGGER = "governance_auth_changed"
 MAX_KEPT = 2000  # tokens kept per worker; one more empties them
 
 
@@ -75,8 +86,9 @@ def token_rows(key):
     alias = router.db_for_read(Token)
     connection = connections[alias]
     kept = kept_tokens(connection)
-    if kept is not None and key in kept:
-        return alias, [list(row) for row in kept[key]]
+    found = kept.get(key) if kept is not None else None
+    if found is not None and time.monotonic() - found[0] < settings.TOKEN_CACHE_SECONDS:
+        return alias, [list(row) for row in found[1]]
     sql, params, at, converters = _compiled(alias)
     params = [*params[:at], key, *params[at + 1 :]]
     with connection.cursor() as cursor:
@@ -92,30 +104,61 @@ def token_rows(key):
     if kept is not None and rows:  # a key no token has is asked anew every time
         if len(kept) >= MAX_KEPT:
             kept.clear()
-        kept[key] = tuple(tuple(row) for row in rows)
+        kept[key] = (time.monotonic(), tuple(tuple(row) for row in rows))
     return alias, rows
 
 
 def kept_tokens(connection) -> dict | None:
-    """The tokens' rows kept on this PostgreSQL connection ({key: rows}), emptied when a notification has arrived
-    since they were read; None where nothing is kept (SQLite, a transaction, `API_TOKEN_CACHE=0`)."""
-    if not settings.TOKEN_CACHE or connection.vendor != "postgresql" or connection.in_atomic_block:
+    """The tokens' rows kept on this PostgreSQL connection ({key: (when read, rows)}), emptied when a notification
+    has arrived since they were read; None where nothing is kept (see the module's docstring)."""
+    if (
+        not settings.TOKEN_CACHE_SECONDS
+        or connection.vendor != "postgresql"
+        or is_psycopg3
+        or connection.in_atomic_block
+        or not connection.settings_dict.get("CONN_MAX_AGE")
+    ):
         return None
     try:
         connection.ensure_connection()
+        if not connection.get_autocommit():
+            return None
         raw = connection.connection
         if getattr(connection, "_kept_tokens_of", None) is not raw:
-            with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {CHANNEL}")
-            connection._kept_tokens = {}
+            connection._kept_tokens = _listen(connection, raw)
             connection._kept_tokens_of = raw
         raw.poll()  # reads what has arrived on the socket, sends nothing
-    except (DatabaseError, connection.Database.Error):  # a connection gone: the request's query says so
+    except (DatabaseError, connection.Database.Error):  # the connection is gone: the request's query opens another
+        connection.close()
         return None
-    if raw.notifies:
+    kept = connection._kept_tokens
+    if kept is not None and raw.notifies:
         raw.notifies.clear()
-        connection._kept_tokens.clear()
-    return connection._kept_tokens
+        kept.clear()
+    return kept
+
+
+def _listen(connection, raw) -> dict | None:
+    """Listen on CHANNEL on this new connection, and say whether tokens can be kept on it: {} when the database
+    is a primary with the triggers of every table of the token query enabled ALWAYS, else None (nothing kept)."""
+    tables = _tables(connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"LISTEN {CHANNEL}; SELECT NOT pg_is_in_recovery() AND %s = (SELECT COUNT(DISTINCT c.relname) FROM "
+            "pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = %s AND t.tgenabled = 'A' AND "
+            "c.relname = ANY(%s) AND pg_table_is_visible(c.oid))",
+            [len(tables), TRIGGER, list(tables)],
+        )
+        ready = cursor.fetchone()[0]
+    # Whether any arrived is all that is asked of the notifications: one is kept, however many arrive meanwhile.
+    raw.notifies = collections.deque(maxlen=1)
+    return {} if ready else None
+
+
+@functools.cache
+def _tables(alias) -> frozenset:
+    """The tables the token query reads."""
+    return frozenset(re.findall(r'(?:FROM|JOIN) "(\w+)"', _compiled(alias)[0]))
 
 
 def _prepared(connection, cursor, sql, count) -> bool:

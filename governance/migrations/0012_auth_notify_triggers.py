@@ -1,6 +1,7 @@
 """Triggers that notify channel `governance_auth` with every statement writing a table the API's token query reads
 (governance.authentication: the workers keep the rows of the tokens they have read until such a notification
-arrives). PostgreSQL only; SQLite keeps nothing and needs none."""
+arrives, and keep nothing on a database where any of them is missing or not enabled ALWAYS). PostgreSQL only;
+SQLite keeps nothing and needs none."""
 
 from django.db import migrations
 
@@ -27,6 +28,8 @@ def create(apps, schema_editor):
             f'CREATE TRIGGER governance_auth_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "{table}" '
             "FOR EACH STATEMENT EXECUTE FUNCTION governance_auth_changed()"
         )
+        # ALWAYS: it fires for writes under `session_replication_role = replica` too (a replica's, a bulk fix's).
+        schema_editor.execute(f'ALTER TABLE "{table}" ENABLE ALWAYS TRIGGER governance_auth_changed')
 
 
 def drop(apps, schema_editor):

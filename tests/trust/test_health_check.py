@@ -1,6 +1,7 @@
 """A kept PostgreSQL connection is checked at the start of each request without a round trip while the server
 has said nothing, and replaced when the server has ended it (governance.pg)."""
 
+import select
 import time
 
 import psycopg2
@@ -56,3 +57,29 @@ def test_a_connection_the_server_ended_is_replaced_before_the_request_uses_it(ci
     connection.health_check_done = False  # a new request (Django's request_started does this)
     assert Unit.objects.count() == count  # checked, closed and opened anew: no error
     assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_was_only_notified_passes_without_a_query(city):
+    """A worker listening for changes to the API's tokens (governance.authentication) finds notifications on its
+    socket after every such change: read without a round trip, and left for the token cache to see."""
+    with connection.cursor() as cursor:
+        cursor.execute("LISTEN governance_auth")
+        cursor.execute("SELECT 43 AS the_last_query")
+    pid = connection.connection.info.backend_pid
+    other = psycopg2.connect(**connection.get_connection_params())
+    other.autocommit = True
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("NOTIFY governance_auth")
+    finally:
+        other.close()
+    for _ in range(250):  # the notification reaches the socket
+        if select.select([connection.connection], [], [], 0)[0]:
+            break
+        time.sleep(0.02)
+    assert connection.is_usable()
+    assert last_query_of(pid) == "SELECT 43 AS the_last_query"  # no SELECT 1 was sent
+    assert [n.channel for n in connection.connection.notifies] == ["governance_auth"]
+    with connection.cursor() as cursor:
+        cursor.execute("UNLISTEN governance_auth")
