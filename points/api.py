@@ -7,13 +7,11 @@ cap that does not allow it, 400 for bad input (with the field).
 """
 
 import datetime as dt
-import functools
-from types import SimpleNamespace
 
 import django_filters
 import django_filters.rest_framework
-from django.db.models import Prefetch, Q
-from django.db.models.expressions import RawSQL
+import orjson
+from django.db.models import Expression, Prefetch, Q, TextField
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -23,7 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.api import UnitSubtreeFilter
-from governance.api_base import CompiledRows, DisplayField, FilterSet, LightListMixin, RowWriter, ScopedMixin
+from governance.api_base import DisplayField, FilterSet, LightListMixin, RowWriter, ScopedMixin
 from governance.errors import InvalidInput, NotAllowed
 from governance.models import Level, Resident, Unit
 from governance.selectors import STEP, residents_visible_to, scope_of, units_visible_to
@@ -36,6 +34,7 @@ from grids.stats import parse_month
 
 from . import selectors, services, shop, tally
 from .models import (
+    BOARD_MAX_ROWS,
     Account,
     Board,
     Entry,
@@ -936,54 +935,81 @@ class BoardSerializer(RowWriter, serializers.ModelSerializer):
         }
 
 
-_BOARDS_COLUMNS = ("month", "scheme_id", "grid_id", "community_id", "rank_in_grid", "rank_in_community", "resident_id")
+class BoardFirstPlaces(Expression):
+    """A board's first `limit` places, read in the page's query as a correlated subquery: a JSON array of
+    [rank, resident id, name, grid name, earned, deducted, redeemed, net, balance] per place (`first_places`),
+    where a page's boards had a statement of their own for their rows. Each board reads its own index
+    (`tally_board_grid` or `tally_board_community`, as `tally.board_first` does) for its `limit` entries: places tied
+    within the first ranks are not all read. Names the outer tables unaliased, as the page's rows query has them
+    (`ListPlan`): the board and its unit."""
+
+    output_field = TextField()
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = int(limit)
+
+    # What each place is written as: its rank, the resident, then `tally.BOARD_ROW_COLUMNS`.
+    COLUMNS = 9
+
+    def _first(self, connection, place: str, rank: str) -> str:
+        """The board's first places at `place`, ranked by `rank`, as columns c0…c8."""
+        quote = connection.ops.quote_name
+        tally, field = quote(Tally._meta.db_table), Tally._meta.get_field
+        board = quote(Board._meta.db_table)
+        column = {
+            name: quote(field(name).column)
+            for name in ("month", "scheme", "resident", "grid", place, rank, "earned", "deducted", "redeemed", "net")
+        }
+        column["balance"] = quote(field("balance").column)
+        names = (
+            f"f.{column[rank]}",
+            f"f.{column['resident']}",
+            f"r.{quote(Resident._meta.get_field('name').column)}",
+            f"g.{quote(Unit._meta.get_field('name').column)}",
+            *(f"f.{column[name]}" for name in ("earned", "deducted", "redeemed", "net", "balance")),
+        )
+        return (
+            "SELECT "
+            + ", ".join(f"{name} AS c{i}" for i, name in enumerate(names))
+            + f" FROM (SELECT * FROM {tally} t WHERE t.{column['month']} = {board}.{quote('month')}"
+            f" AND t.{column['scheme']} = {board}.{quote('scheme_id')} AND t.{column[place]} = {board}.{quote('unit_id')}"
+            f" AND t.{column[rank]} >= 1 AND t.{column[rank]} <= {BOARD_MAX_ROWS}"
+            f" ORDER BY t.{column[rank]}, t.{column['resident']} LIMIT {self.limit}) f"
+            f" INNER JOIN {quote(Resident._meta.db_table)} r ON r.{quote('id')} = f.{column['resident']}"
+            f" INNER JOIN {quote(Unit._meta.db_table)} g ON g.{quote('id')} = f.{column['grid']}"
+        )
+
+    def _sql(self, connection, array: str, aggregate: str) -> str:
+        quote = connection.ops.quote_name
+        level = f"{quote(Unit._meta.db_table)}.{quote('level')}"
+        row = f"{array}({', '.join(f'p.c{i}' for i in range(self.COLUMNS))})"
+        grid = self._first(connection, "grid", "rank_in_grid")
+        community = self._first(connection, "community", "rank_in_community")
+        return (
+            f"(CASE WHEN {level} = '{Level.GRID.value}' THEN (SELECT {aggregate}({row}) FROM ({grid}) p)"
+            f" ELSE (SELECT {aggregate}({row}) FROM ({community}) p) END)"
+        )
+
+    def as_sql(self, compiler, connection):
+        return self._sql(connection, "json_array", "json_group_array"), []
+
+    def as_postgresql(self, compiler, connection):
+        return self._sql(connection, "json_build_array", "json_agg") + "::text", []
 
 
-def boards_rows(boards, limit: int) -> dict:
-    """The rows of many boards in one query: what `tally.board_rows` gives for each (same order, same masking).
-    The query reads each board's first `limit` places by its own index (`_boards_query`), and is compiled once
-    for the same boards and limit; its rows are read anew."""
-    if not boards:
-        return {}
-    places = tuple((b.month, b.scheme_id, b.unit_id, b.unit.level) for b in boards)
-    columns = (*_BOARDS_COLUMNS, *tally.BOARD_ROW_COLUMNS)
-    found = [dict(zip(columns, row, strict=True)) for row in _boards_query(places, limit).rows()]
-    result = {}
-    for board in boards:
-        place, rank = tally.board_place(board)
-        mine = [
-            row
-            for row in found
-            if row["month"] == board.month
-            and row["scheme_id"] == board.scheme_id
-            and row[place] == board.unit_id
-            and 1 <= row[rank] <= limit  # a row read for another board of the page may be unranked here
-        ]
-        mine.sort(key=lambda row, rank=rank: (row[rank], row["resident_id"]))
-        result[board.pk] = [tally.board_row(row, rank) for row in mine[:limit]]
-    return result
-
-
-@functools.lru_cache(maxsize=1000)
-def _boards_query(places: tuple, limit: int) -> CompiledRows:
-    """The compiled query of `boards_rows` for boards at `places` ((month, scheme id, unit id, unit level) each):
-    everything the SQL is built from, so a query kept here is exactly the one built anew (a page of 20 boards:
-    20 subqueries, 10 ms of the ORM's building on the city).
-
-    The ids are each board's first places (`tally.board_first`, `LIMIT limit`: places tied within the first
-    ranks are not all read), one `SELECT` a board, joined by `UNION ALL`: PostgreSQL walks each board's index for
-    its `limit` entries and reads just those rows. (Asked as an OR of `id IN (…)` per board, it read every tally
-    ranked within `limit` at each place, ties included, and kept those its subqueries named: a resident's two
-    boards read 292 index entries for 39 rows.) Each SELECT reads from its subquery, where SQLite too accepts
-    a LIMIT within a UNION."""
-    parts, params = [], []
-    for i, (month, scheme_id, unit_id, level) in enumerate(places):
-        board = SimpleNamespace(month=month, scheme_id=scheme_id, unit_id=unit_id, unit=SimpleNamespace(level=level))
-        sql, first_params = tally.board_first(board).values("pk")[:limit].query.sql_with_params()
-        parts.append(f"SELECT first{i}.pk FROM ({sql}) first{i}")
-        params.extend(first_params)
-    ids = RawSQL(" UNION ALL ".join(parts), params)
-    return CompiledRows(Tally.objects.filter(pk__in=ids).values_list(*_BOARDS_COLUMNS, *tally.BOARD_ROW_COLUMNS))
+def first_places(board, text, limit: int) -> list:
+    """The rows of a board as `tally.board_rows` gives them (same order, same masking), from its `first_places`."""
+    _place, rank = tally.board_place(board)
+    places = sorted(orjson.loads(text) if text else ())
+    return [
+        tally.board_row(
+            dict(zip((rank, "resident_id", *tally.BOARD_ROW_COLUMNS), place, strict=True)),
+            rank,
+        )
+        for place in places[:limit]
+        if 1 <= place[0] <= limit
+    ]
 
 
 class BoardPublishSerializer(serializers.Serializer):
@@ -1027,6 +1053,7 @@ BOARD_LIST_COLUMNS = [
     "scheme__name",
     "published_at",
     "notice_until",
+    "first_places",
 ]
 
 
@@ -1062,11 +1089,16 @@ class BoardViewSet(
         if not _may_keep_any_shop(scope_of(user)):
             raise NotAllowed(gettext_lazy("只有社区工作人员可以公示积分榜。"))
 
+    @property
+    def list_annotations(self):
+        """Each board's first places, read with the page (`BoardFirstPlaces`)."""
+        return {"first_places": BoardFirstPlaces(_limit_param(self.request))}
+
     def complete_rows(self, rows):
-        """The top rows of every board of the page, in one query."""
-        found = boards_rows(rows, _limit_param(self.request))
+        """The top rows of every board of the page, from its `first_places`."""
+        limit = _limit_param(self.request)
         for board in rows:
-            board.top_rows = found[board.pk]
+            board.top_rows = first_places(board, board.first_places, limit)
         return rows
 
     @extend_schema(
