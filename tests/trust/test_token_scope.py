@@ -126,13 +126,17 @@ def token_queries(queries) -> int:
     return sum(q["sql"].startswith("EXECUTE governance_token_scope") for q in queries)
 
 
-def other_connection():
-    """A second connection to the test database, as another worker of the same server has."""
+def delete_tokens_elsewhere(user):
+    """Delete the user's tokens over a second connection to the test database, as another worker would."""
     import psycopg2
 
     other = psycopg2.connect(**connection.get_connection_params())
     other.autocommit = True
-    return other
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+    finally:
+        other.close()
 
 
 def wait_for_the_notification():
@@ -205,12 +209,7 @@ def test_a_token_deleted_by_another_worker_counts_from_the_next_request(street_s
     client = token_client(street_staff)
     for _ in range(2):
         assert client.get("/api/v1/me/").status_code == 200
-    other = other_connection()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [street_staff.pk])
-    finally:
-        other.close()
+    delete_tokens_elsewhere(street_staff)
     wait_for_the_notification()
     assert client.get("/api/v1/me/").status_code == 401
 
@@ -223,12 +222,7 @@ def test_a_new_connection_keeps_nothing_of_the_old_one(street_staff):
     for _ in range(2):
         assert client.get("/api/v1/me/").status_code == 200
     connection.close()  # as CONN_MAX_AGE or a broken connection would
-    other = other_connection()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [street_staff.pk])
-    finally:
-        other.close()
+    delete_tokens_elsewhere(street_staff)
     assert client.get("/api/v1/me/").status_code == 401
 
 
