@@ -6,9 +6,8 @@ machines of docs/PERFORMANCE.md). Here one query reads the token, every column o
 `SCOPE_COLUMNS` of each position (a left join: a user without positions is one row), and its SQL is built by
 the ORM once per process and database: only the key changes from one request to the next. On PostgreSQL it
 is a prepared statement of each connection, since planning its seven tables costs PostgreSQL 1 ms, six times
-what running it does (a generic plan is kept after five runs). Nothing is kept between requests: a deleted
-token (a new password deletes them), a deactivated user or a changed position counts from the next request
-on, exactly as before.
+what running it does (a generic plan is kept after five runs). A deleted token (a new password deletes them), a
+deactivated user or a changed position counts from the next request on.
 
 On PostgreSQL a worker keeps the rows of the tokens it has read (`kept_tokens`), for as long as nothing they are
 read from changes and at most `API_TOKEN_CACHE_SECONDS` (60): triggers on the six tables of the query (tokens, users,
@@ -116,7 +115,7 @@ def kept_tokens(connection) -> dict | None:
         or connection.vendor != "postgresql"
         or is_psycopg3
         or connection.in_atomic_block
-        or not connection.settings_dict.get("CONN_MAX_AGE")
+        or connection.settings_dict.get("CONN_MAX_AGE") == 0  # None: kept open for good
     ):
         return None
     try:
