@@ -7,11 +7,13 @@ cap that does not allow it, 400 for bad input (with the field).
 """
 
 import datetime as dt
+from types import SimpleNamespace
 
 import django_filters
 import django_filters.rest_framework
 import orjson
-from django.db.models import Expression, Prefetch, Q, TextField
+from django.db import models
+from django.db.models import F, OuterRef, Prefetch, Q, Subquery, TextField, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -34,7 +36,6 @@ from grids.stats import parse_month
 
 from . import selectors, services, shop, tally
 from .models import (
-    BOARD_MAX_ROWS,
     Account,
     Board,
     Entry,
@@ -935,67 +936,43 @@ class BoardSerializer(RowWriter, serializers.ModelSerializer):
         }
 
 
-class BoardFirstPlaces(Expression):
-    """A board's first `limit` places, read in the page's query as a correlated subquery: a JSON array of
-    [rank, resident id, name, grid name, earned, deducted, redeemed, net, balance] per place (`first_places`),
-    where a page's boards had a statement of their own for their rows. Each board reads its own index
-    (`tally_board_grid` or `tally_board_community`, as `tally.board_first` does) for its `limit` entries: places tied
-    within the first ranks are not all read. Names the outer tables unaliased, as the page's rows query has them
-    (`ListPlan`): the board and its unit."""
+class PlacesJSON(Subquery):
+    """A subquery's rows as one JSON array of arrays (its columns in order), as text: what PostgreSQL's `json_agg`
+    or SQLite's `json_group_array` make of them."""
 
     output_field = TextField()
 
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit = int(limit)
+    def _wrap(self, compiler, connection, aggregate, array):
+        sql, params = super().as_sql(compiler, connection)
+        columns = ", ".join(f"p.{connection.ops.quote_name(name)}" for name in self.query.annotation_select)
+        return f"(SELECT {aggregate}({array}({columns})) FROM {sql} p)", params
 
-    # What each place is written as: its rank, the resident, then `tally.BOARD_ROW_COLUMNS`.
-    COLUMNS = 9
+    def as_sql(self, compiler, connection, template=None, **extra_context):
+        return self._wrap(compiler, connection, "json_group_array", "json_array")
 
-    def _first(self, connection, place: str, rank: str) -> str:
-        """The board's first places at `place`, ranked by `rank`, as columns c0…c8."""
-        quote = connection.ops.quote_name
-        tally, field = quote(Tally._meta.db_table), Tally._meta.get_field
-        board = quote(Board._meta.db_table)
-        column = {
-            name: quote(field(name).column)
-            for name in ("month", "scheme", "resident", "grid", place, rank, "earned", "deducted", "redeemed", "net")
-        }
-        column["balance"] = quote(field("balance").column)
-        names = (
-            f"f.{column[rank]}",
-            f"f.{column['resident']}",
-            f"r.{quote(Resident._meta.get_field('name').column)}",
-            f"g.{quote(Unit._meta.get_field('name').column)}",
-            *(f"f.{column[name]}" for name in ("earned", "deducted", "redeemed", "net", "balance")),
+    def as_postgresql(self, compiler, connection, template=None, **extra_context):
+        sql, params = self._wrap(compiler, connection, "json_agg", "json_build_array")
+        return f"({sql}::text)", params
+
+
+def board_first_places(limit: int):
+    """Each board's first `limit` places, read in the page's query (`first_places`): for a grid's board and a
+    community's, `tally.board_first` of the board the row is (its own index, `limit` entries: places tied within
+    the first ranks are not all read), as [rank, resident id, name, grid name, earned, deducted, redeemed, net,
+    balance] per place (`PlacesJSON`), where a page's boards had a statement of their own for their rows."""
+
+    def first(level):
+        board = SimpleNamespace(
+            month=OuterRef("month"),
+            scheme_id=OuterRef("scheme_id"),
+            unit_id=OuterRef("unit_id"),
+            unit=SimpleNamespace(level=level),
         )
-        return (
-            "SELECT "
-            + ", ".join(f"{name} AS c{i}" for i, name in enumerate(names))
-            + f" FROM (SELECT * FROM {tally} t WHERE t.{column['month']} = {board}.{quote('month')}"
-            f" AND t.{column['scheme']} = {board}.{quote('scheme_id')} AND t.{column[place]} = {board}.{quote('unit_id')}"
-            f" AND t.{column[rank]} >= 1 AND t.{column[rank]} <= {BOARD_MAX_ROWS}"
-            f" ORDER BY t.{column[rank]}, t.{column['resident']} LIMIT {self.limit}) f"
-            f" INNER JOIN {quote(Resident._meta.db_table)} r ON r.{quote('id')} = f.{column['resident']}"
-            f" INNER JOIN {quote(Unit._meta.db_table)} g ON g.{quote('id')} = f.{column['grid']}"
-        )
+        _place, rank = tally.board_place(board)
+        columns = (rank, "resident_id", *tally.BOARD_ROW_COLUMNS)
+        return PlacesJSON(tally.board_first(board).values(**{f"c{i}": F(n) for i, n in enumerate(columns)})[:limit])
 
-    def _sql(self, connection, array: str, aggregate: str) -> str:
-        quote = connection.ops.quote_name
-        level = f"{quote(Unit._meta.db_table)}.{quote('level')}"
-        row = f"{array}({', '.join(f'p.c{i}' for i in range(self.COLUMNS))})"
-        grid = self._first(connection, "grid", "rank_in_grid")
-        community = self._first(connection, "community", "rank_in_community")
-        return (
-            f"(CASE WHEN {level} = '{Level.GRID.value}' THEN (SELECT {aggregate}({row}) FROM ({grid}) p)"
-            f" ELSE (SELECT {aggregate}({row}) FROM ({community}) p) END)"
-        )
-
-    def as_sql(self, compiler, connection):
-        return self._sql(connection, "json_array", "json_group_array"), []
-
-    def as_postgresql(self, compiler, connection):
-        return self._sql(connection, "json_build_array", "json_agg") + "::text", []
+    return models.Case(When(unit__level=Level.GRID, then=first(Level.GRID)), default=first(Level.COMMUNITY))
 
 
 def first_places(board, text, limit: int) -> list:
@@ -1091,8 +1068,8 @@ class BoardViewSet(
 
     @property
     def list_annotations(self):
-        """Each board's first places, read with the page (`BoardFirstPlaces`)."""
-        return {"first_places": BoardFirstPlaces(_limit_param(self.request))}
+        """Each board's first places, read with the page (`board_first_places`)."""
+        return {"first_places": board_first_places(_limit_param(self.request))}
 
     def complete_rows(self, rows):
         """The top rows of every board of the page, from its `first_places`."""

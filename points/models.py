@@ -332,7 +332,7 @@ class Tally(models.Model):
         ]
         indexes = [
             # The boards read the first BOARD_MAX_ROWS places only: a million rows a month need not all be indexed.
-            # In the boards' order (place, then resident: `points.api.BoardFirstPlaces`), so a board's first rows
+            # In the boards' order (place, then resident: `tally.board_first`), so a board's first rows
             # are its first index entries, with no sort of the residents sharing a place.
             models.Index(
                 fields=["month", "scheme", "community", "rank_in_community", "resident"],

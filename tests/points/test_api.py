@@ -640,7 +640,7 @@ def test_tied_places_fill_a_board_as_its_detail_does(api, resident, tallied, cit
 
 
 def test_a_board_page_read_again_shows_the_tally_as_it_is_now(api, resident, tallied, city):
-    """The boards' first rows are read with the page (points.api.BoardFirstPlaces), whose query is kept for the
+    """The boards' first rows are read with the page (points.api.board_first_places), whose query is kept for the
     same request (`ListPlan`); the rows are read anew: a place that changed shows on the next read."""
     from points.models import Tally
 
